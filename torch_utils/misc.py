@@ -1,0 +1,109 @@
+"""Tensor and module helpers shared by the networks, the training loop and the evaluators."""
+import contextlib
+
+import numpy as np
+import torch
+
+_constant_cache = {}
+
+
+def constant(value, shape=None, dtype=None, device=None, memory_format=None):
+    """A cached constant tensor: avoids re-creating filters and matrices on every forward pass."""
+    value = np.asarray(value)
+    if shape is not None:
+        shape = tuple(shape)
+    dtype = dtype or torch.get_default_dtype()
+    device = torch.device(device or 'cpu')
+    memory_format = memory_format or torch.contiguous_format
+    key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
+    tensor = _constant_cache.get(key)
+    if tensor is None:
+        tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
+        if shape is not None:
+            tensor, _ = torch.broadcast_tensors(tensor, torch.empty(shape))
+        tensor = tensor.contiguous(memory_format=memory_format)
+        _constant_cache[key] = tensor
+    return tensor
+
+
+def assert_shape(tensor, ref_shape):
+    """Check a tensor's shape against a reference in which None matches any size."""
+    if tensor.ndim != len(ref_shape):
+        raise AssertionError(f'Wrong number of dimensions: got {tensor.ndim}, expected {len(ref_shape)}')
+    for idx, (size, ref) in enumerate(zip(tensor.shape, ref_shape)):
+        if ref is None:
+            continue
+        if isinstance(ref, torch.Tensor):
+            torch._assert(torch.as_tensor(size) == ref, f'Wrong size for dimension {idx}')
+        elif isinstance(size, torch.Tensor):
+            torch._assert(size == torch.as_tensor(ref), f'Wrong size for dimension {idx}: expected {ref}')
+        elif size != ref:
+            raise AssertionError(f'Wrong size for dimension {idx}: got {size}, expected {ref}')
+
+
+class InfiniteSampler(torch.utils.data.Sampler):
+    """Endless, seeded, shard-aware sampler: a permutation whose order drifts by random local swaps."""
+
+    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):
+        assert len(dataset) > 0 and num_replicas > 0 and 0 <= rank < num_replicas and 0 <= window_size <= 1
+        super().__init__()
+        self.dataset = dataset
+        self.rank = rank
+        self.num_replicas = num_replicas
+        self.shuffle = shuffle
+        self.seed = seed
+        self.window_size = window_size
+
+    def __iter__(self):
+        order = np.arange(len(self.dataset))
+        rnd = None
+        window = 0
+        if self.shuffle:
+            rnd = np.random.RandomState(self.seed)
+            rnd.shuffle(order)
+            window = int(np.rint(order.size * self.window_size))
+        idx = 0
+        while True:
+            i = idx % order.size
+            if idx % self.num_replicas == self.rank:
+                yield order[i]
+            if window >= 2:
+                j = (i - rnd.randint(window)) % order.size
+                order[i], order[j] = order[j], order[i]
+            idx += 1
+
+
+def params_and_buffers(module):
+    return list(module.parameters()) + list(module.buffers())
+
+
+def named_params_and_buffers(module):
+    return list(module.named_parameters()) + list(module.named_buffers())
+
+
+@torch.no_grad()
+def copy_params_and_buffers(src_module, dst_module, require_all=False):
+    """Copy every tensor that exists under the same name in both modules (used by EMA init and resume)."""
+    src = dict(named_params_and_buffers(src_module))
+    for name, tensor in named_params_and_buffers(dst_module):
+        if name in src:
+            tensor.copy_(src[name].detach()).requires_grad_(tensor.requires_grad)
+        elif require_all:
+            raise KeyError(f'{name} is missing from the source module')
+
+
+@contextlib.contextmanager
+def ddp_sync(module, sync):
+    """Skip DDP's gradient all-reduce on all but the last accumulation round."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel) and not sync:
+        with module.no_sync():
+            yield
+    else:
+        yield
+
+
+def nan_to_num_(grads):
+    """Sanitise gradients in place: NaN -> 0, +-Inf -> +-1e5 (as the original does after every phase)."""
+    for g in grads:
+        if g is not None:
+            torch.nan_to_num_(g, nan=0, posinf=1e5, neginf=-1e5)

@@ -1,0 +1,85 @@
+"""Snapshots that load without running code from the file.
+
+A snapshot is a torch.save'd dict of plain data: for each network its class name, constructor kwargs and
+state_dict. `load_snapshot` reads it with torch.load(weights_only=True) and rebuilds the modules from this
+project's own classes. The original's pickles are accepted too, through legacy.load_network_pkl.
+"""
+import copy
+import io
+import zipfile
+
+import torch
+
+import dnnlib
+from dnnlib.util import UserError
+
+FORMAT = 'ilsgan-snapshot-v1'
+NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+
+
+def network_classes():
+    """Classes a snapshot may name; nothing else is ever constructed."""
+    from training import augment, networks
+    return {
+        'PerturbGenerator': networks.PerturbGenerator,
+        'DiscriminatorOpen': networks.DiscriminatorOpen,
+        'AugmentPipe': augment.AugmentPipe,
+    }
+
+
+def describe_module(module):
+    """Plain-data description of a module built by a @persistent_class: enough to rebuild it."""
+    if module is None:
+        return None
+    assert not module._init_args, 'persistent modules must be built with keyword arguments'
+    return {
+        'class_name': type(module).__name__,
+        'init_kwargs': copy.deepcopy(module._init_kwargs),
+        'state_dict': {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+    }
+
+
+def build_module(desc, name='network'):
+    """Inverse of describe_module."""
+    if desc is None:
+        return None
+    classes = network_classes()
+    cls = classes.get(desc['class_name'])
+    if cls is None:
+        raise UserError(f'{name}: unknown network class {desc["class_name"]!r} (known: {", ".join(classes)})')
+    module = cls(**desc['init_kwargs'])
+    module.load_state_dict(desc['state_dict'], strict=True)
+    return module.eval().requires_grad_(False)
+
+
+def save_snapshot(path, networks, training_set_kwargs=None, extra=None):
+    """Write networks (a dict of modules, None allowed) atomically to `path`."""
+    data = {'format': FORMAT, 'training_set_kwargs': dict(training_set_kwargs or {}), 'extra': dict(extra or {})}
+    for key, module in networks.items():
+        data[key] = describe_module(module)
+    with dnnlib.util.atomic_write(path) as f:
+        torch.save(data, f)
+
+
+def load_snapshot(path):
+    """Load one of our snapshots or an original ILSGAN/StyleGAN2-ADA pickle; returns a dict with G, D, G_ema,
+    augment_pipe (modules in eval mode on the CPU, or None) and training_set_kwargs."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError as e:
+        raise UserError(f'cannot read snapshot {path}: {e.strerror}') from None
+    if head[:2] != b'PK':
+        import legacy
+        with open(path, 'rb') as f:
+            return legacy.load_network_pkl(f)
+    try:
+        data = torch.load(path, map_location='cpu', weights_only=True)
+    except (RuntimeError, zipfile.BadZipFile, io.UnsupportedOperation, EOFError) as e:
+        raise UserError(f'{path} is not a readable snapshot ({str(e).splitlines()[0][:120]}); was the file cut short?') from None
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise UserError(f'{path} is a torch file but not an ILSGAN snapshot (no format tag {FORMAT!r})')
+    out = {key: build_module(data.get(key), name=f'{path}:{key}') for key in NETWORK_KEYS}
+    out['training_set_kwargs'] = dnnlib.EasyDict(data.get('training_set_kwargs', {}))
+    out['extra'] = data.get('extra', {})
+    return out
