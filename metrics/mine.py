@@ -94,7 +94,7 @@ def load_layers(syn_dir, resolution=64, num_workers=8):
     paths = [os.path.join(syn_dir, layer, name) for layer in LAYERS for name in names]
     with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:  # PNG decoding releases the GIL
         loaded = list(tqdm.tqdm(pool.map(lambda p: _load_image(p, resolution), paths), total=len(paths),
-                                desc='Loading samples', unit='img', leave=False))
+                                desc='Loading samples', unit='img', leave=False, disable=None))
     for path, (_, size) in zip(paths, loaded):
         if size != loaded[0][1]:
             raise UserError(f'{path} is {size[0]}x{size[1]} but {paths[0]} is {loaded[0][1][0]}x{loaded[0][1][1]}; '
@@ -270,8 +270,9 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
     batches = infinite_batches(n, batch_size, generator)
     train_evals, nonfinite_train, nonfinite_eval, consecutive = [], 0, 0, 0
     loss_sum, loss_count, tick_start, tick_iter = 0.0, 0, time.time(), 0
-    bar = tqdm.tqdm(total=iters, desc='MINE', unit='it', file=progress_file, disable=progress_file is None,
-                    dynamic_ncols=True)
+    # disable=None: draw only on a terminal, so redirected output stays free of bar fragments.
+    bar = tqdm.tqdm(total=iters, desc='MINE', unit='it', file=progress_file,
+                    disable=True if progress_file is None else None, dynamic_ncols=True)
     it = 0
     while it < iters:
         mi = mine_bounds(nets, source(next(batches)), bound, shuffle, generator)
