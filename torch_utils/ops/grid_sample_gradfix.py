@@ -1,8 +1,9 @@
 """Bilinear grid_sample whose input gradient can itself be differentiated.
 
 ADA's geometric augments run grid_sample inside D's graph, so the R1 penalty needs the gradient of
-grad_input. PyTorch has no derivative for aten::grid_sampler_2d_backward; we supply one for the part that
-matters: grad_input is linear in grad_output, and its adjoint is grid_sample itself.
+grad_input. PyTorch 1.10 to at least 2.0 raise "derivative for aten::grid_sampler_2d_backward is not
+implemented" (recent releases, e.g. 2.13, have one). We supply our own, so every supported version works:
+grad_input is linear in grad_output, and its adjoint is grid_sample itself.
 Only align_corners=False, padding_mode='zeros' and bilinear interpolation are supported (what ADA uses).
 """
 import torch
