@@ -5,7 +5,7 @@ state_dict. `load_snapshot` reads it with torch.load(weights_only=True) and rebu
 project's own classes. The original's pickles are accepted too, through legacy.load_network_pkl.
 """
 import copy
-import io
+import pickle
 import zipfile
 
 import torch
@@ -75,7 +75,7 @@ def load_snapshot(path):
             return legacy.load_network_pkl(f)
     try:
         data = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, zipfile.BadZipFile, io.UnsupportedOperation, EOFError) as e:
+    except (RuntimeError, OSError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as e:
         raise UserError(f'{path} is not a readable snapshot ({str(e).splitlines()[0][:120]}); was the file cut short?') from None
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise UserError(f'{path} is a torch file but not an ILSGAN snapshot (no format tag {FORMAT!r})')

@@ -1,0 +1,96 @@
+"""The custom ops against the reference's golden outputs, and their higher-order gradients."""
+import os
+
+import pytest
+import torch
+
+from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
+from training.networks import modulated_conv2d
+
+
+def rel_err(a, b):
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1.0))
+
+
+@pytest.fixture(scope='module')
+def golden_ops(golden_dir):
+    return torch.load(os.path.join(golden_dir, 'ops.pt'), weights_only=False)
+
+
+def test_upfirdn2d_matches_reference(golden_ops):
+    for c in golden_ops['upfirdn2d']:
+        y = upfirdn2d.upfirdn2d(c['x'], c['f'], up=c['up'], down=c['down'], padding=c['padding'],
+                                flip_filter=c['flip_filter'], gain=c['gain'])
+        assert rel_err(y, c['y']) < 1e-3
+        if c['taps'] is not None:
+            assert rel_err(upfirdn2d.setup_filter(c['taps']), c['f']) < 1e-3
+
+
+def test_bias_act_matches_reference(golden_ops):
+    acts = set()
+    for c in golden_ops['bias_act']:
+        y = bias_act.bias_act(c['x'], c['b'], act=c['act'], alpha=c['alpha'], gain=c['gain'], clamp=c['clamp'])
+        assert rel_err(y, c['y']) < 1e-3, c['act']
+        acts.add(c['act'])
+    assert acts == set(bias_act.activation_funcs)
+
+
+def test_conv2d_resample_matches_reference(golden_ops):
+    for c in golden_ops['conv2d_resample']:
+        y = conv2d_resample.conv2d_resample(c['x'], c['w'], f=c['f'], up=c['up'], down=c['down'], padding=c['padding'],
+                                            groups=c['groups'], flip_weight=c['flip_weight'])
+        assert rel_err(y, c['y']) < 1e-3
+
+
+def test_modulated_conv2d_matches_reference(golden_ops):
+    for c in golden_ops['modulated_conv2d']:
+        y = modulated_conv2d(c['x'], c['weight'], c['styles'], noise=c['noise'], up=c['up'], padding=c['padding'],
+                             resample_filter=c['resample_filter'], demodulate=c['demodulate'], fused_modconv=c['fused_modconv'])
+        assert rel_err(y, c['y']) < 1e-3
+
+
+def test_fused_and_unfused_modconv_agree():
+    torch.manual_seed(0)
+    x, w, s = torch.randn(3, 4, 8, 8), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    for up in (1, 2):
+        a = modulated_conv2d(x, w, s, up=up, padding=1, resample_filter=f, flip_weight=(up == 1), fused_modconv=True)
+        b = modulated_conv2d(x, w, s, up=up, padding=1, resample_filter=f, flip_weight=(up == 1), fused_modconv=False)
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('act', sorted(bias_act.activation_funcs))
+def test_bias_act_double_backward(act):
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: bias_act.bias_act(x, b, act=act, clamp=2.0)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, b), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, b), fast_mode=True)
+
+
+@pytest.mark.parametrize('up,down,padding', [(1, 1, 1), (2, 1, [2, 1, 2, 1]), (1, 2, 1), ([2, 1], [1, 2], [1, 0, 2, -1])])
+def test_upfirdn2d_double_backward(up, down, padding):
+    x = torch.randn(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    fn = lambda x: upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize('up,down,groups', [(1, 1, 1), (2, 1, 1), (1, 2, 1), (2, 1, 2), (1, 2, 2)])
+def test_conv2d_resample_double_backward(up, down, groups):
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2 // groups, 3, 3, dtype=torch.float64, requires_grad=True)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    fn = lambda x, w: conv2d_resample.conv2d_resample(x, w, f=f, up=up, down=down, padding=1, groups=groups)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, w), fast_mode=True)
+
+
+def test_fma_gradients_unbroadcast():
+    a = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(fma.fma(a, b, c), a * b + c)
+    assert torch.autograd.gradcheck(fma.fma, (a, b, c))
+    assert torch.autograd.gradgradcheck(fma.fma, (a, b, c))
