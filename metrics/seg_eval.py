@@ -1,0 +1,488 @@
+"""Segmentation evaluation (evaluation spec §2): train a U-Net on synthetic (image, mask) pairs, select it on the
+synthetic val split, test it once on real images with ground-truth masks.
+
+One code path serves both protocols of the original:
+- E64:  input_size = score_size = S; the net sees S x S images and is scored on S x S masks.
+- E128: input_size = 64, score_size = 128; the logits are upsampled x2 (bilinear, align_corners=False) and scored
+        against 128 x 128 masks, for val and test alike.
+
+Deliberate differences from the original, each a fix or a simplification with the same distribution:
+- the split is the original's: sorted file order, the first int(0.9 N) pairs train and the rest validate;
+- the train order is a fresh seeded permutation per epoch, and every random draw is derived from (seed, iteration),
+  so a resumed run continues exactly as an uninterrupted one would (the original used sg's InfiniteSampler);
+- the lr stays 1e-3: the original built StepLR(4000, 0.2) but never stepped it, so constant lr is parity;
+- the grids never draw training batches (the original consumed 4 before training);
+- per-image IoU/DICE of an image with empty prediction and empty ground truth is 1.0, not NaN.
+"""
+import concurrent.futures
+import glob
+import json
+import os
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+import dnnlib
+from dnnlib.util import UserError
+from metrics.segmentation import SegmentationMeter
+from metrics.unet import UNet
+from training.seg_augment import PRESETS, AugmentPipe, augment_pair
+
+REAL_DATA = ('cub', 'dog', 'car', 'synthetic')
+GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
+TICK = 20
+VAL_INTERVAL = 1000
+
+
+def progress(iterable, **kwargs):
+    """A tqdm bar on the real terminal: never teed into log.txt, and silent when stderr is not a TTY."""
+    return tqdm(iterable, file=getattr(sys.stderr, 'stderr', sys.stderr), disable=None, leave=False, **kwargs)
+
+# --------------------------------------------------------------------------------------------------------------------
+# Synthetic pairs: <syn>/img/NNNNNN.png and <syn>/mask/NNNNNN.png (mask = round(255 alpha) in all three channels).
+
+
+def list_pairs(syn_dir):
+    """Sorted (image, mask) paths of a synthetic folder, with every layout problem reported as a UserError."""
+    if not os.path.isdir(syn_dir):
+        raise UserError(f'synthetic data folder {syn_dir} does not exist; point --syn-data at a generator output')
+    found = {}
+    for sub in ('img', 'mask'):
+        if not os.path.isdir(os.path.join(syn_dir, sub)):
+            raise UserError(f'{syn_dir} has no {sub}/ folder; point --syn-data at a generator output (img/ + mask/)')
+        found[sub] = sorted(os.path.basename(p) for p in glob.glob(os.path.join(syn_dir, sub, '*.png')))
+        if not found[sub]:
+            raise UserError(f'{os.path.join(syn_dir, sub)} holds no PNG samples; generate samples first')
+    if found['img'] != found['mask']:
+        raise UserError(f'{syn_dir}: {len(found["img"])} images but {len(found["mask"])} masks with matching names; '
+                        f'regenerate the synthetic data')
+    if len(found['img']) < 2:
+        raise UserError(f'{syn_dir} holds one pair; the train/val split needs at least 2')
+    return [(os.path.join(syn_dir, 'img', n), os.path.join(syn_dir, 'mask', n)) for n in found['img']]
+
+
+def split_pairs(pairs):
+    """The original's split: by sorted order, not at random (fine for i.i.d. generator samples)."""
+    n_train = int(0.9 * len(pairs))
+    return pairs[:n_train], pairs[n_train:]
+
+
+def _read_pair(img_path, mask_path, image_size, mask_size):
+    with Image.open(img_path) as img, Image.open(mask_path) as mask:
+        if img.size != mask.size:
+            raise UserError(f'{img_path} is {img.size[0]}x{img.size[1]} but its mask is {mask.size[0]}x{mask.size[1]}; '
+                            f'regenerate the synthetic data')
+        img = img.convert('RGB')
+        mask = mask.convert('RGB').getchannel(0)
+    # PIL bilinear (antialiased) as the original's torchvision Resize; a no-op at native size.
+    if img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    if mask.size != (mask_size, mask_size):
+        mask = mask.resize((mask_size, mask_size), Image.BILINEAR)
+    # >= 128 is alpha >= 0.5 at native size, and the soft mask > 0.5 after a resize.
+    return np.asarray(img).transpose(2, 0, 1), np.asarray(mask) >= 128
+
+
+def load_pairs(pairs, image_size, mask_size, desc='load'):
+    """Decode pairs once into memory: images uint8 [N, 3, S, S] and masks bool [N, M, M] (converted per batch)."""
+    images = np.empty((len(pairs), 3, image_size, image_size), np.uint8)
+    masks = np.empty((len(pairs), mask_size, mask_size), bool)
+
+    def read(i):
+        images[i], masks[i] = _read_pair(*pairs[i], image_size, mask_size)
+
+    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL.
+        for _ in progress(pool.map(read, range(len(pairs))), total=len(pairs), desc=desc):
+            pass
+    return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def to_float(images_u8):
+    """uint8 [0, 255] -> float [-1, 1], the original's ToTensor + Normalize(0.5, 0.5)."""
+    return images_u8.float() / 127.5 - 1
+
+
+def batches(images_u8, masks, batch):
+    """In-order (float image, int64 mask) batches of in-memory pairs."""
+    for i in range(0, len(images_u8), batch):
+        yield to_float(images_u8[i:i + batch]), masks[i:i + batch].long()
+
+
+def generator_for(seed, stream, index=0):
+    """A CPU generator determined by (seed, stream, index), so no draw depends on how many came before it."""
+    state = np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class EpochSampler:
+    """Batch indices for iteration `it`: a seeded permutation per epoch, read as one endless stream."""
+
+    def __init__(self, n, seed):
+        self.n, self.seed, self.epoch, self.perm = n, seed, None, None
+
+    def _perm(self, epoch):
+        if epoch != self.epoch:
+            self.epoch, self.perm = epoch, torch.randperm(self.n, generator=generator_for(self.seed, 0, epoch))
+        return self.perm
+
+    def indices(self, it, batch):
+        pos = torch.arange(it * batch, (it + 1) * batch)
+        epoch = pos // self.n
+        return torch.cat([self._perm(int(e))[pos[epoch == e] % self.n] for e in epoch.unique()])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Prediction, scoring and pictures.
+
+
+def predict(net, images, out_size):
+    """Argmax labels [B, H, W] at out_size (int or (H, W)); logits are upsampled bilinearly when sizes differ."""
+    logits = net(images)
+    out_size = (out_size, out_size) if isinstance(out_size, int) else tuple(out_size)
+    if logits.shape[-2:] != out_size:
+        logits = F.interpolate(logits, size=out_size, mode='bilinear', align_corners=False)
+    return logits.argmax(dim=1)
+
+
+@torch.no_grad()
+def evaluate(net, loader, score_size, device, keep=GRID_CELLS):
+    """Score `net` (eval mode: BN running stats) on (image, mask) batches -> (results, first `keep` (x, pred, gt))."""
+    was_training = net.training
+    net.eval()
+    meter, kept = SegmentationMeter(), []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        pred = predict(net, x, score_size)
+        meter.update(pred, y)
+        if sum(len(k[0]) for k in kept) < keep:
+            kept.append((x.cpu(), pred.cpu(), y.cpu()))
+    net.train(was_training)
+    kept = [torch.cat(t)[:keep] for t in zip(*kept)]
+    return meter.result(), kept
+
+
+def save_grid(path, columns, grid_w=GRID_COLUMNS):
+    """PNG of cells laid out grid_w across; each cell shows one tile from every column side by side.
+
+    columns: images float [N, 3, h, w] in [-1, 1] or masks int [N, H, W] in {0, 1}; all are shown at the largest size.
+    """
+    size = max(c.shape[-1] for c in columns)
+    tiles = []
+    for c in columns:
+        c = ((c.float() + 1) * 127.5) if c.ndim == 4 else (c[:, None].float() * 255).expand(-1, 3, -1, -1)
+        tiles.append(F.interpolate(c, size=(size, size), mode='nearest').clamp(0, 255).to(torch.uint8))
+    cells = torch.cat(tiles, dim=3)  # [N, 3, S, K*S]
+    n = len(cells)
+    grid_w = min(grid_w, n)
+    grid_h = -(-n // grid_w)
+    cells = torch.cat([cells, cells.new_zeros(grid_h * grid_w - n, *cells.shape[1:])])
+    _, ch, h, w = cells.shape
+    grid = cells.reshape(grid_h, grid_w, ch, h, w).permute(0, 3, 1, 4, 2).reshape(grid_h * h, grid_w * w, ch)
+    Image.fromarray(grid.numpy(), 'RGB').save(path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Run-directory files.
+
+
+def snapshot_name(it):
+    return f'network-snapshot-{it:06d}.pth'
+
+
+def read_jsonl(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding='utf-8') as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path, records, mode='a'):
+    with open(path, mode, encoding='utf-8') as f:
+        f.writelines(json.dumps(r) + '\n' for r in records)
+
+
+def write_json(path, obj):
+    with dnnlib.util.atomic_write(path, 'w') as f:
+        json.dump(obj, f, indent=2)
+
+
+def save_checkpoint(path, net, opt, cur_iter):
+    with dnnlib.util.atomic_write(path) as f:
+        torch.save(dict(model=net.state_dict(), opt=opt.state_dict(), cur_iter=cur_iter), f)
+
+
+def load_segmenter(path, device='cpu'):
+    """A UNet in eval mode from a segmentation checkpoint (`network-snapshot-*.pth`)."""
+    if not os.path.isfile(path):
+        raise UserError(f'checkpoint {path} does not exist; pass a network-snapshot-*.pth from a segmentation run')
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(ckpt, dict) or 'model' not in ckpt:
+        raise UserError(f'{path} is not a segmentation checkpoint (no "model" entry); use a network-snapshot-*.pth')
+    net = UNet()
+    net.load_state_dict(ckpt['model'])
+    return net.to(device).eval()
+
+
+def best_val(records):
+    """The val record with the highest dataset-level foreground IoU (ties -> the earliest)."""
+    return max(records, key=lambda r: r['results']['IoU'])
+
+
+def metric_record(metric, results, seconds, snapshot, **extra):
+    return dict(results=results, metric=metric, **extra, total_time=seconds,
+                total_time_str=dnnlib.util.format_time(seconds), snapshot_pth=snapshot, timestamp=time.time())
+
+
+def tick_iters(iters):
+    """Iterations per tick (stats line): TICK, shortened so that even a short run has at least two ticks."""
+    return min(TICK, max(1, iters // 2))
+
+
+def validation_iters(iters):
+    """Iterations that validate and checkpoint: at the first tick, then every VAL_INTERVAL, and at the end.
+
+    The default 6000 gives the original's 20, 1020, ..., 5020, 6000. Shorter runs shrink the interval to about
+    iters/6 (at least one tick), so they also validate ~7 times: 600 -> 20, 120, ..., 520, 600; 10 -> 5, 10.
+    """
+    tick = tick_iters(iters)
+    interval = min(VAL_INTERVAL, max(tick, iters // 6))
+    return sorted(set(range(tick, iters, interval)) | {iters})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run.
+
+
+def check_real_data(real_data):
+    if real_data not in REAL_DATA and not os.path.isdir(real_data):
+        raise UserError(f'unknown real data {real_data!r}; use one of {", ".join(REAL_DATA)} or a folder with '
+                        f'images/ and masks/')
+
+
+def load_test_set(real_data, input_size, score_size, data_root):
+    import datasets  # Lazy: the real-data loaders (and their dataset roots) are only needed here.
+    test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
+    if len(test_set) == 0:
+        raise UserError(f'real data {real_data!r} has no test images; check --data-root')
+    return test_set
+
+
+def _check_same_protocol(run_dir, protocol):
+    """A resumed or re-tested run must keep the settings it was trained with."""
+    path = os.path.join(run_dir, 'training_options.json')
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding='utf-8') as f:
+        saved = json.load(f)
+    diff = [k for k, v in protocol.items() if saved.get(k) != v]
+    if diff:
+        raise UserError(f'{run_dir} was trained with {", ".join(f"{k}={saved.get(k)}" for k in diff)}, not '
+                        f'{", ".join(f"{k}={protocol[k]}" for k in diff)}; resume it with the same settings')
+
+
+def _resume_point(run_dir, net, opt):
+    """Load the newest checkpoint of run_dir (if any) and drop log records written after it."""
+    ckpts = sorted(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth')))
+    start = 0
+    if ckpts:
+        ckpt = torch.load(ckpts[-1], map_location='cpu', weights_only=True)
+        net.load_state_dict(ckpt['model'])
+        opt.load_state_dict(ckpt['opt'])
+        start = ckpt['cur_iter']
+    for name in ('metric-val.jsonl', 'stats.jsonl'):  # A crash can land between a log line and its checkpoint.
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path):
+            write_jsonl(path, [r for r in read_jsonl(path) if r['iter'] <= start], mode='w')
+    return start
+
+
+def _prune_checkpoints(run_dir, keep_iters):
+    for path in glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth')):
+        if os.path.basename(path) not in {snapshot_name(i) for i in keep_iters}:
+            os.remove(path)
+
+
+def train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, aug, score_size, device, keep_all):
+    """Train from iteration `start` to `iters`, validating and checkpointing at validation_iters(iters)."""
+    train_images, train_masks = (t.to(device) for t in train_data)
+    pipe = AugmentPipe(**PRESETS[aug])
+    sampler = EpochSampler(len(train_images), seed)
+    val_at = validation_iters(iters)
+    tick = tick_iters(iters)
+
+    if start == 0:
+        n = min(GRID_CELLS, len(train_images))
+        x, y = to_float(train_images[:n]), train_masks[:n].long()
+        save_grid(os.path.join(run_dir, 'augment.png'),
+                  [t.cpu() for t in (x, y, *augment_pair(pipe, x, y, generator_for(seed, 2)))])
+
+    net.train()
+    tick_loss, tick_start, tick_count = torch.zeros((), device=device), time.time(), 0
+    bar = progress(range(start, iters), initial=start, total=iters, desc='train')
+    for it in bar:
+        idx = sampler.indices(it, batch).to(device)
+        x, y = to_float(train_images[idx]), train_masks[idx].long()
+        if aug != 'none':
+            x, y = augment_pair(pipe, x, y, generator_for(seed, 1, it))
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick_loss += loss.detach()
+        tick_count += 1
+        cur = it + 1
+
+        if cur % tick == 0 or cur == iters:
+            sec = (time.time() - tick_start) / tick_count
+            stats = dict(iter=cur, loss=float(tick_loss) / tick_count, sec_per_iter=sec, timestamp=time.time())
+            write_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
+            bar.set_postfix(loss=f'{stats["loss"]:.4f}')
+            tick_loss.zero_()
+            tick_start, tick_count = time.time(), 0
+
+        if cur in val_at:
+            t0 = time.time()
+            results, (vx, vp, vy) = evaluate(net, batches(*val_data, batch), score_size, device)
+            record = metric_record('val', results, time.time() - t0, snapshot_name(cur), iter=cur)
+            tqdm.write(json.dumps(record))  # Through stdout, hence into log.txt.
+            write_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
+            save_grid(os.path.join(run_dir, f'seg-train_{cur:06d}.png'), [vx, vp, vy])
+            save_checkpoint(os.path.join(run_dir, snapshot_name(cur)), net, opt, cur)
+            if not keep_all:
+                best = best_val(read_jsonl(os.path.join(run_dir, 'metric-val.jsonl')))['iter']
+                _prune_checkpoints(run_dir, {best, cur})
+    bar.close()
+
+
+def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=64,
+                     seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3):
+    """Train, select and test the segmenter; returns the test results (spec §2.6 metrics) plus best_iter.
+
+    resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
+    checkpoint. test_only=True re-tests the best validated checkpoint without training.
+    """
+    results_path = os.path.join(run_dir, 'results.json')
+    if resume and not test_only and os.path.isfile(results_path):
+        with open(results_path, encoding='utf-8') as f:
+            return json.load(f)
+    if aug not in PRESETS:
+        raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
+    if min(iters, batch, input_size, score_size) < 1:
+        raise UserError('iters, batch and the image sizes must be positive')
+    has_state = bool(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth'))) or \
+        os.path.isfile(os.path.join(run_dir, 'metric-val.jsonl'))
+    if has_state and not (resume or test_only):
+        raise UserError(f'{run_dir} already holds a segmentation run; resume it or choose a new run dir')
+    if test_only and not has_state:
+        raise UserError(f'{run_dir} has no validated checkpoints to test; train first (drop --test-only)')
+    if has_state:
+        _check_same_protocol(run_dir, dict(input_size=input_size, score_size=score_size, aug=aug, batch=batch,
+                                           seed=seed))
+    check_real_data(real_data)
+    pairs = None if test_only else list_pairs(syn_dir)
+    test_set = load_test_set(real_data, input_size, score_size, data_root)
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    torch.backends.cudnn.benchmark = True  # As the original: fastest kernels, not bit-reproducible on GPU.
+
+    os.makedirs(run_dir, exist_ok=True)
+    with dnnlib.util.Logger(os.path.join(run_dir, 'log.txt')):
+        torch.manual_seed(seed)
+        net = UNet().to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
+        start = _resume_point(run_dir, net, opt)
+        if not test_only and start < iters:
+            train_pairs, val_pairs = split_pairs(pairs)
+            options = dict(syn_dir=syn_dir, real_data=real_data, input_size=input_size, score_size=score_size,
+                           aug=aug, iters=iters, batch=batch, seed=seed, data_root=data_root, device=str(device),
+                           keep_all=keep_all, num_train=len(train_pairs), num_val=len(val_pairs),
+                           num_test=len(test_set), val_iters=validation_iters(iters), start_iter=start,
+                           torch=torch.__version__)
+            print(json.dumps(options, indent=2))
+            write_json(os.path.join(run_dir, 'training_options.json'), options)
+            train_data = load_pairs(train_pairs, input_size, input_size, 'load train')
+            val_data = load_pairs(val_pairs, input_size, score_size, 'load val')
+            print(f'Train/val pairs: {len(train_pairs)}/{len(val_pairs)} (sorted order); '
+                  f'test images: {len(test_set)}; device: {device}')
+            train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, aug, score_size, device,
+                  keep_all)
+
+        val_records = read_jsonl(os.path.join(run_dir, 'metric-val.jsonl'))
+        if not val_records:
+            raise UserError(f'{run_dir} has no validation records; train first (drop --test-only)')
+        best = best_val(val_records)
+        ckpt = torch.load(os.path.join(run_dir, best['snapshot_pth']), map_location='cpu', weights_only=True)
+        net.load_state_dict(ckpt['model'])
+        loader = torch.utils.data.DataLoader(test_set, batch_size=batch, num_workers=workers)
+        t0 = time.time()
+        results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
+        record = metric_record('test', results, time.time() - t0, best['snapshot_pth'])
+        print(json.dumps(record))
+        write_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
+        save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
+        results = dict(results, best_iter=best['iter'])
+        write_json(results_path, results)
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The command line: eval_segmentation.py (E64) and eval_segmentation_eval128.py (E128) differ only in defaults.
+
+
+def run_desc(real_data, aug, input_size, score_size):
+    """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128."""
+    name = real_data if real_data in REAL_DATA else os.path.basename(os.path.normpath(real_data))
+    if input_size == score_size:
+        size = f'{score_size}'
+    else:
+        size = f'eval{score_size}' if input_size == 64 else f'in{input_size}-eval{score_size}'
+    return f'{name}-{aug}_aug-{size}'
+
+
+def make_cli(default_scale, default_input_size, help_text):
+    """Build the click command of one protocol; `default_input_size=None` means 'the same as --scale'."""
+    @click.command(help=help_text)
+    @click.option('--syn-data', required=True, metavar='DIR', help='Synthetic samples: DIR/img/*.png + DIR/mask/*.png')
+    @click.option('--real-data', required=True, metavar='DATA', help='cub|dog|car|synthetic, or a folder with images/ + masks/')
+    @click.option('--data-root', metavar='DIR', help='Root of the real datasets  [default: the datasets package default]')
+    @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True, help='Training augmentation')
+    @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,
+                  help='Resolution at which masks are scored')
+    @click.option('--input-size', type=click.IntRange(min=1), default=default_input_size,
+                  show_default=default_input_size or 'same as --scale', help='U-Net input resolution')
+    @click.option('--seed', type=int, default=0, show_default=True, help='Random seed')
+    @click.option('--iters', type=click.IntRange(min=1), default=6000, show_default=True, help='Training iterations')
+    @click.option('--batch', type=click.IntRange(min=1), default=64, show_default=True, help='Batch size')
+    @click.option('--outdir', metavar='DIR', help='Where the numbered run dir is created  [default: --syn-data]')
+    @click.option('--resume-from', metavar='DIR', help='Continue the run in DIR from its newest checkpoint')
+    @click.option('--test-only', is_flag=True, help='Only re-test the best checkpoint of --resume-from')
+    @click.option('--keep-all', is_flag=True, help='Keep every checkpoint, not only the best and the last')
+    @click.option('--device', metavar='DEV', help='torch device  [default: cuda if available, else cpu]')
+    @click.option('--workers', type=click.IntRange(min=0), default=3, show_default=True, help='Test-set loader workers')
+    @click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit')
+    @dnnlib.util.cli_errors
+    def main(syn_data, real_data, data_root, aug, scale, input_size, seed, iters, batch, outdir, resume_from,
+             test_only, keep_all, device, workers, dry_run):
+        input_size = input_size or scale
+        if test_only and not resume_from:
+            raise UserError('--test-only re-tests an existing run; pass its directory with --resume-from')
+        if resume_from:
+            if not glob.glob(os.path.join(resume_from, 'network-snapshot-*.pth')):
+                raise UserError(f'{resume_from} holds no network-snapshot-*.pth to resume from; check --resume-from')
+            run_dir = resume_from
+        else:
+            check_real_data(real_data)
+            run_dir = dnnlib.util.next_run_dir(outdir or syn_data, run_desc(real_data, aug, input_size, scale))
+        print(f'Run dir: {run_dir}  (input {input_size}, scored at {scale}, aug {aug}, {iters} iters, batch {batch})')
+        if dry_run:
+            return
+        results = run_segmentation(syn_data, real_data, run_dir, input_size=input_size, score_size=scale, aug=aug,
+                                   iters=iters, batch=batch, seed=seed, data_root=data_root, device=device,
+                                   keep_all=keep_all, resume=True, test_only=test_only, workers=workers)
+        print(json.dumps(results))
+    return main
