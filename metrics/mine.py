@@ -154,22 +154,15 @@ class LayerPairs:
 
 
 class StatisticsNetwork(torch.nn.Module):
-    """T(x, y) = fc2(relu(fc1(concat(x, y)))), evaluated on joint and shuffled pairs at once."""
+    """T(x, y) = fc2(relu(fc1(concat(x, y)))), one scalar per pair."""
 
     def __init__(self, num_features, hidden=3000):
         super().__init__()
         self.fc1 = torch.nn.Linear(num_features, hidden)
         self.fc2 = torch.nn.Linear(hidden, 1)
 
-    def forward(self, x, y, marginal_idx):
-        """Return T(x_i, y_i) and T(x_i, y_marginal_idx[i]), each [B]."""
-        # fc1 is linear in concat(x, y), so project x and y once and pair the projections:
-        # the same numbers as two full passes at a quarter of the fc1 cost.
-        wx, wy = self.fc1.weight.split([x.shape[1], y.shape[1]], dim=1)
-        hx = torch.addmm(self.fc1.bias, x, wx.t())
-        hy = y @ wy.t()
-        h = torch.relu(torch.cat([hx + hy, hx + hy[marginal_idx]]))
-        return self.fc2(h).squeeze(1).chunk(2)
+    def forward(self, x, y):
+        return self.fc2(torch.relu(self.fc1(torch.cat([x, y], 1)))).squeeze(1)
 
 
 def dv_bound(t_joint, t_marginal, bound='dv-naive'):
@@ -197,11 +190,30 @@ def mine_bounds(nets, pairs, bound, shuffle, generator):
     out = []
     for net, (x, y) in zip(nets, pairs):
         idx = marginal_indices(len(x), shuffle, generator).to(x.device)
-        out.append(dv_bound(*net(x, y, idx), bound=bound))
+        t_joint, t_marginal = net(torch.cat([x, x]), torch.cat([y, y[idx]])).chunk(2)  # one pass for both
+        out.append(dv_bound(t_joint, t_marginal, bound=bound))
     return torch.stack(out)
 
 # ----------------------------------------------------------------------------
 # Training and evaluation.
+
+
+def make_estimators(num_estimators, num_features, *, hidden, lr, device):
+    """The statistics networks and one Adam over all of them (the separate mode sums their losses)."""
+    nets = [StatisticsNetwork(num_features, hidden).to(device) for _ in range(num_estimators)]
+    params = [p for net in nets for p in net.parameters()]
+    return nets, torch.optim.Adam(params, lr=lr, fused=torch.device(device).type == 'cuda')
+
+
+def train_step(nets, opt, pairs, bound, shuffle, generator):
+    """One Adam step on -sum of the bounds. Returns the bounds [K], or None (no step) if any is non-finite."""
+    mi = mine_bounds(nets, pairs, bound, shuffle, generator)
+    if not mi.isfinite().all():
+        return None
+    opt.zero_grad(set_to_none=True)
+    (-mi.sum()).backward()
+    opt.step()
+    return mi.detach()
 
 
 def infinite_batches(num_samples, batch_size, generator):
@@ -256,9 +268,7 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)  # sampler and shuffles: identical on CPU and GPU
 
-    nets = [StatisticsNetwork(source.num_features, hidden).to(device) for _ in range(source.num_estimators)]
-    params = [p for net in nets for p in net.parameters()]
-    opt = torch.optim.Adam(params, lr=lr, fused=device.type == 'cuda')  # one Adam over all estimators
+    nets, opt = make_estimators(source.num_estimators, source.num_features, hidden=hidden, lr=lr, device=device)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='max', factor=0.1, patience=10, threshold=1e-4,
                                                        threshold_mode='rel')
     n = len(source)
@@ -275,9 +285,8 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
                     disable=True if progress_file is None else None, dynamic_ncols=True)
     it = 0
     while it < iters:
-        mi = mine_bounds(nets, source(next(batches)), bound, shuffle, generator)
-        loss = -mi.sum()
-        if not loss.isfinite():
+        mi = train_step(nets, opt, source(next(batches)), bound, shuffle, generator)
+        if mi is None:
             # The original returned 0 and retried forever; skip the batch (no step), but give up eventually.
             nonfinite_train, consecutive = nonfinite_train + 1, consecutive + 1
             if consecutive >= max_nonfinite:
@@ -285,11 +294,8 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
                                 f'use --bound=dv (numerically stable)')
             continue
         consecutive = 0
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         it += 1
-        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+        loss_sum, loss_count = loss_sum - mi.sum().item(), loss_count + 1
         bar.update(1)
         if it % 20 == 0:
             bar.set_postfix({k: f'{v:.4f}' for k, v in zip(keys, mi.tolist())})

@@ -42,16 +42,6 @@ def test_naive_bound_matches_logsumexp():
     assert mine.dv_bound(big, big, 'dv').item() == pytest.approx(0.0, abs=1e-4)
 
 
-def test_pair_projection_equals_concatenated_input():
-    net = mine.StatisticsNetwork(2 * 6, hidden=16)
-    x, y = torch.randn(2, 5, 6)
-    idx = torch.tensor([3, 0, 0, 4, 1])
-    t_joint, t_marginal = net(x, y, idx)
-    reference = lambda a, b: net.fc2(torch.relu(net.fc1(torch.cat([a, b], 1)))).squeeze(1)  # noqa: E731
-    assert torch.allclose(t_joint, reference(x, y), atol=1e-6)
-    assert torch.allclose(t_marginal, reference(x, y[idx]), atol=1e-6)
-
-
 def test_nonfinite_batches_raise_after_limit():
     x, y = correlated_gaussians(64, 4, 0.5)
     source = mine.TensorPairs(x * 1e6, y * 1e6)  # T ~ 1e5: exp overflows in the naive bound
