@@ -1,4 +1,7 @@
-"""ADA augmentation pipe, its p controller, and the double-backward-safe grid_sample (CPU)."""
+"""ADA augmentation pipe, its p controller, and the double-backward-safe grid_sample."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -135,6 +138,14 @@ def test_state_dict_layout_matches_original():
     torch.testing.assert_close(bank.sum(0), F.one_hot(torch.tensor(21), 43).float(), atol=1e-6, rtol=0)
     AugmentPipe(**augpipe_specs['bgcfnc']).load_state_dict(state, strict=True)
 
+
+
+def test_pipe_survives_deepcopy_and_pickle():
+    # Snapshots store a deep copy of the pipe; p must travel with it.
+    pipe = _pipe('bgcfnc', p=0.37)
+    for clone in [copy.deepcopy(pipe), pickle.loads(pickle.dumps(pipe))]:
+        assert clone.p.item() == pytest.approx(0.37) and clone.imgfilter_bands == [1, 1, 1, 1]
+        assert all(torch.equal(a, b) for a, b in zip(clone.state_dict().values(), pipe.state_dict().values()))
 
 @pytest.mark.parametrize('spec', list(augpipe_specs))
 def test_every_preset_runs_at_full_strength(spec):
@@ -358,3 +369,23 @@ def test_probabilities_scale_with_p(spec, p, expected_identity):
     G_inv = _pipe(spec, p=p)._geometric_matrix(20000, 32, 32, None, torch.device('cpu'))
     identity = (G_inv == torch.eye(3)).flatten(1).all(1).float().mean().item()
     assert identity == pytest.approx(expected_identity, abs=0.015)
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_bgc_r1_and_controller():
+    device = torch.device('cuda')
+    pipe = _pipe('bgcfnc').to(device)
+    D = _tiny_d().to(device)
+    x = _images(4, 3, 32).to(device).requires_grad_(True)
+    y = pipe(x)
+    assert y.device == x.device and torch.isfinite(y).all()
+    grad, = torch.autograd.grad(D(y).sum(), x, create_graph=True)
+    grad.square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
+    pipe.p.zero_()
+    assert torch.equal(pipe(x.detach()), x.detach())
+    ada = AdaController(pipe, batch_size=32)
+    ada.accumulate(_logits(1.0).to(device))
+    ada.step(0)
+    assert pipe.p.item() == pytest.approx(32 * 4 / 500_000)
