@@ -11,10 +11,12 @@ from metrics import mine
 
 
 @click.command()
-@click.option('--path', 'synthetic_path', help='Synthetic sample folder holding fg/ bg/ mask/ [required]', metavar='DIR')
-@click.option('--iters', help='Training iterations per run', type=click.IntRange(min=1), default=100000, show_default=True)
-@click.option('--mode', help='Which estimators to train', type=click.Choice(['separate', 'single', 'both']),
-              default='both', show_default=True)
+@click.option('--path', 'synthetic_path', help='Synthetic sample folder holding fg/ bg/ mask/ [required]',
+              metavar='DIR')
+@click.option('--iters', help='Training iterations per run; evaluated every min(400, iters/10)',
+              type=click.IntRange(min=1), default=100000, show_default=True)
+@click.option('--mode', help='Which estimators to train', type=click.Choice([*mine.MODES, 'both']), default='both',
+              show_default=True)
 @click.option('--bound', help='dv-naive: the original formula; dv: logsumexp form', type=click.Choice(mine.BOUNDS),
               default='dv-naive', show_default=True)
 @click.option('--shuffle', help='Marginal sampling of y', type=click.Choice(mine.SHUFFLES), default='replacement',

@@ -58,7 +58,10 @@ def _read_png(path):
 
 def _load_image(path, resolution):
     """Return the image resized to resolution x resolution, and its native size (width, height)."""
-    img = _read_png(path)
+    try:
+        img = _read_png(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f'cannot read {path} ({e}); regenerate the synthetic samples') from None
     size = (img.shape[1], img.shape[0])
     if size != (resolution, resolution):
         img = np.asarray(PIL.Image.fromarray(img).resize((resolution, resolution), PIL.Image.BILINEAR))
@@ -297,12 +300,13 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
         it += 1
         loss_sum, loss_count = loss_sum - mi.sum().item(), loss_count + 1
         bar.update(1)
-        if it % 20 == 0:
+        if it % 20 == 0 or it == iters:
             bar.set_postfix({k: f'{v:.4f}' for k, v in zip(keys, mi.tolist())})
         if it not in schedule:
             continue
 
         iters_per_sec = (it - tick_iter) / (time.time() - tick_start)
+        lr = opt.param_groups[0]['lr']
         results = {}
         for split, indices in eval_sets.items():
             means, skipped = evaluate(nets, source, indices, batch_size=eval_batch_size, bound=bound,
@@ -310,14 +314,14 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
             nonfinite_eval += skipped
             results[split] = means
             _append_jsonl(run_dir, f'metric-eval-MI-{split}.jsonl',
-                          dict(iter=it, **dict(zip(keys, means)), lr=opt.param_groups[0]['lr'], timestamp=time.time()))
+                          dict(iter=it, **dict(zip(keys, means)), lr=lr, timestamp=time.time()))
         train_evals.append(results['train'])
-        _append_jsonl(run_dir, 'stats.jsonl', dict(iter=it, loss=loss_sum / max(loss_count, 1), lr=opt.param_groups[0]['lr'],
+        _append_jsonl(run_dir, 'stats.jsonl', dict(iter=it, loss=loss_sum / max(loss_count, 1), lr=lr,
                                                    iters_per_sec=iters_per_sec, nonfinite_train=nonfinite_train,
                                                    nonfinite_eval=nonfinite_eval, timestamp=time.time()))
         bar.clear()
         print(f'iter {it:<7d} ' + ' '.join(f'train {k} {v:.4f} val {k} {w:.4f}' for k, v, w in
-              zip(keys, results['train'], results['val'])) + f' lr {opt.param_groups[0]["lr"]:g}')
+              zip(keys, results['train'], results['val'])) + f' lr {lr:g}')
         bar.refresh()
         sched.step(sum(results['train']))
         if it in checkpoints:
@@ -417,7 +421,8 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
         if layers is None:
             layers = load_layers(synthetic_path, resolution)
         results[mode] = run_mode(layers, mode, os.path.join(outdir, mode), syn_dir=synthetic_path, device=device,
-                                 iters=iters, bound=bound, shuffle=shuffle, seed=seed, save_checkpoints=save_checkpoints)
+                                 iters=iters, bound=bound, shuffle=shuffle, seed=seed,
+                                 save_checkpoints=save_checkpoints)
     _write_json(os.path.join(outdir, RESULTS_NAME), results)
     return results
 
