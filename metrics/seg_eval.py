@@ -308,6 +308,16 @@ def _prune_checkpoints(run_dir, keep_iters):
             os.remove(path)
 
 
+def train_step(net, opt, pipe, images, labels, generator=None):
+    """One optimisation step: augment the pair, pixel-mean cross-entropy, Adam. Returns the detached loss."""
+    images, labels = augment_pair(pipe, images, labels, generator)
+    loss = F.cross_entropy(net(images), labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, aug, score_size, device, keep_all):
     """Train from iteration `start` to `iters`, validating and checkpointing at validation_iters(iters)."""
     train_images, train_masks = (t.to(device) for t in train_data)
@@ -328,13 +338,7 @@ def train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, au
     for it in bar:
         idx = sampler.indices(it, batch).to(device)
         x, y = to_float(train_images[idx]), train_masks[idx].long()
-        if aug != 'none':
-            x, y = augment_pair(pipe, x, y, generator_for(seed, 1, it))
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        tick_loss += loss.detach()
+        tick_loss += train_step(net, opt, pipe, x, y, generator_for(seed, 1, it))
         tick_count += 1
         cur = it + 1
 
