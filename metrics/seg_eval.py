@@ -318,31 +318,31 @@ def train_step(net, opt, pipe, images, labels, generator=None):
     return loss.detach()
 
 
-def train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, aug, score_size, device, keep_all):
-    """Train from iteration `start` to `iters`, validating and checkpointing at validation_iters(iters)."""
+def train(net, opt, run_dir, train_data, val_data, start, o, device):
+    """Train from iteration `start` to o.iters, validating and checkpointing at validation_iters(o.iters)."""
     train_images, train_masks = (t.to(device) for t in train_data)
-    pipe = AugmentPipe(**PRESETS[aug])
-    sampler = EpochSampler(len(train_images), seed)
-    val_at = validation_iters(iters)
-    tick = tick_iters(iters)
+    pipe = AugmentPipe(**PRESETS[o.aug])
+    sampler = EpochSampler(len(train_images), o.seed)
+    val_at = validation_iters(o.iters)
+    tick = tick_iters(o.iters)
 
     if start == 0:
         n = min(GRID_CELLS, len(train_images))
         x, y = to_float(train_images[:n]), train_masks[:n].long()
         save_grid(os.path.join(run_dir, 'augment.png'),
-                  [t.cpu() for t in (x, y, *augment_pair(pipe, x, y, generator_for(seed, 2)))])
+                  [t.cpu() for t in (x, y, *augment_pair(pipe, x, y, generator_for(o.seed, 2)))])
 
     net.train()
     tick_loss, tick_start, tick_count = torch.zeros((), device=device), time.time(), 0
-    bar = progress(range(start, iters), initial=start, total=iters, desc='train')
+    bar = progress(range(start, o.iters), initial=start, total=o.iters, desc='train')
     for it in bar:
-        idx = sampler.indices(it, batch).to(device)
+        idx = sampler.indices(it, o.batch).to(device)
         x, y = to_float(train_images[idx]), train_masks[idx].long()
-        tick_loss += train_step(net, opt, pipe, x, y, generator_for(seed, 1, it))
+        tick_loss += train_step(net, opt, pipe, x, y, generator_for(o.seed, 1, it))
         tick_count += 1
         cur = it + 1
 
-        if cur % tick == 0 or cur == iters:
+        if cur % tick == 0 or cur == o.iters:
             sec = (time.time() - tick_start) / tick_count
             stats = dict(iter=cur, loss=float(tick_loss) / tick_count, sec_per_iter=sec, timestamp=time.time())
             write_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
@@ -352,13 +352,13 @@ def train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, au
 
         if cur in val_at:
             t0 = time.time()
-            results, (vx, vp, vy) = evaluate(net, batches(*val_data, batch), score_size, device)
+            results, (vx, vp, vy) = evaluate(net, batches(*val_data, o.batch), o.score_size, device)
             record = metric_record('val', results, time.time() - t0, snapshot_name(cur), iter=cur)
             tqdm.write(json.dumps(record))  # Through stdout, hence into log.txt.
             write_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
             save_grid(os.path.join(run_dir, f'seg-train_{cur:06d}.png'), [vx, vp, vy])
             save_checkpoint(os.path.join(run_dir, snapshot_name(cur)), net, opt, cur)
-            if not keep_all:
+            if not o.keep_all:
                 best = best_val(read_jsonl(os.path.join(run_dir, 'metric-val.jsonl')))['iter']
                 _prune_checkpoints(run_dir, {best, cur})
     bar.close()
@@ -399,22 +399,21 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         torch.manual_seed(seed)
         net = UNet().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
-        start = _resume_point(run_dir, net, opt)
+        start = 0 if test_only else _resume_point(run_dir, net, opt)
         if not test_only and start < iters:
             train_pairs, val_pairs = split_pairs(pairs)
-            options = dict(syn_dir=syn_dir, real_data=real_data, input_size=input_size, score_size=score_size,
-                           aug=aug, iters=iters, batch=batch, seed=seed, data_root=data_root, device=str(device),
-                           keep_all=keep_all, num_train=len(train_pairs), num_val=len(val_pairs),
-                           num_test=len(test_set), val_iters=validation_iters(iters), start_iter=start,
-                           torch=torch.__version__)
+            options = dnnlib.EasyDict(
+                syn_dir=syn_dir, real_data=real_data, input_size=input_size, score_size=score_size, aug=aug,
+                iters=iters, batch=batch, seed=seed, data_root=data_root, device=str(device), keep_all=keep_all,
+                num_train=len(train_pairs), num_val=len(val_pairs), num_test=len(test_set),
+                val_iters=validation_iters(iters), start_iter=start, torch=torch.__version__)
             print(json.dumps(options, indent=2))
             write_json(os.path.join(run_dir, 'training_options.json'), options)
             train_data = load_pairs(train_pairs, input_size, input_size, 'load train')
             val_data = load_pairs(val_pairs, input_size, score_size, 'load val')
             print(f'Train/val pairs: {len(train_pairs)}/{len(val_pairs)} (sorted order); '
                   f'test images: {len(test_set)}; device: {device}')
-            train(net, opt, run_dir, train_data, val_data, start, iters, batch, seed, aug, score_size, device,
-                  keep_all)
+            train(net, opt, run_dir, train_data, val_data, start, options, device)
 
         val_records = read_jsonl(os.path.join(run_dir, 'metric-val.jsonl'))
         if not val_records:
@@ -451,10 +450,12 @@ def run_desc(real_data, aug, input_size, score_size):
 def make_cli(default_scale, default_input_size, help_text):
     """Build the click command of one protocol; `default_input_size=None` means 'the same as --scale'."""
     @click.command(help=help_text)
-    @click.option('--syn-data', required=True, metavar='DIR', help='Synthetic samples: DIR/img/*.png + DIR/mask/*.png')
-    @click.option('--real-data', required=True, metavar='DATA', help='cub|dog|car|synthetic, or a folder with images/ + masks/')
-    @click.option('--data-root', metavar='DIR', help='Root of the real datasets  [default: the datasets package default]')
-    @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True, help='Training augmentation')
+    @click.option('--syn-data', required=True, metavar='DIR', help='Synthetic pairs: DIR/img/*.png + DIR/mask/*.png')
+    @click.option('--real-data', required=True, metavar='DATA',
+                  help='cub|dog|car|synthetic, or a folder with images/ + masks/')
+    @click.option('--data-root', metavar='DIR', help='Root of the real datasets  [default: the datasets default]')
+    @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True,
+                  help='Training augmentation')
     @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,
                   help='Resolution at which masks are scored')
     @click.option('--input-size', type=click.IntRange(min=1), default=default_input_size,
@@ -480,7 +481,6 @@ def make_cli(default_scale, default_input_size, help_text):
                 raise UserError(f'{resume_from} holds no network-snapshot-*.pth to resume from; check --resume-from')
             run_dir = resume_from
         else:
-            check_real_data(real_data)
             run_dir = dnnlib.util.next_run_dir(outdir or syn_data, run_desc(real_data, aug, input_size, scale))
         print(f'Run dir: {run_dir}  (input {input_size}, scored at {scale}, aug {aug}, {iters} iters, batch {batch})')
         if dry_run:
