@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from torch_utils import misc
+from torch_utils import persistence
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
 from torch_utils.ops import upfirdn2d
@@ -144,6 +145,7 @@ def _lognormal(shape, std, dp, device):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@persistence.persistent_class
 class AugmentPipe(torch.nn.Module):
     """ADA pipeline; every augmentation is off by default, enable it with a probability multiplier of 1."""
 

