@@ -107,3 +107,29 @@ def nan_to_num_(grads):
     for g in grads:
         if g is not None:
             torch.nan_to_num_(g, nan=0, posinf=1e5, neginf=-1e5)
+
+
+def check_ddp_consistency(module, name='module'):
+    """Raise if any parameter or buffer differs between ranks (a cheap checksum per tensor, all-gathered).
+
+    The mapping networks' w_avg is skipped: each rank tracks it from its own samples, as in StyleGAN2-ADA.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    tensors = [t for n, t in named_params_and_buffers(module) if not n.endswith('w_avg')]
+    sums = torch.stack([t.detach().double().sum() for t in tensors])
+    gathered = [torch.empty_like(sums) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, sums)
+    for rank, other in enumerate(gathered):
+        if not torch.equal(other, gathered[0]):
+            raise RuntimeError(f'{name} differs between rank 0 and rank {rank}: DDP replicas diverged')
+
+
+def broadcast_from_rank0(modules):
+    """Make every rank start from rank 0's parameters and buffers."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    for module in modules:
+        if module is not None:
+            for tensor in params_and_buffers(module):
+                torch.distributed.broadcast(tensor.data, src=0)

@@ -158,6 +158,8 @@ def training_loop(
             print(f'Resuming exactly from "{resume_state}" at {cur_nimg / 1000:.1f} kimg')
 
     # Distributed wrappers: the generator step and D get their gradients all-reduced.
+    if num_gpus > 1:
+        misc.broadcast_from_rank0([G, D, G_ema, bag, augment_pipe])
     G_step = loss_lib.LayerGeneratorStep(G)
     D_run, bag_run = D, bag
     if num_gpus > 1:
@@ -277,6 +279,11 @@ def training_loop(
                                  visualize.grid_shape(training_set.resolution, grid_max_side)[0], device)
         if done or cur_tick % network_snapshot_ticks == 0:
             snap_path = os.path.join(run_dir, snapshot_name(cur_nimg))
+            if num_gpus > 1:
+                for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
+                    misc.check_ddp_consistency(module, name)
+                if is_main:
+                    print(f'Networks identical on all {num_gpus} ranks at {cur_nimg / 1000:.1f} kimg.')
             if is_main:
                 checkpoint.save_snapshot(snap_path, {'G': G, 'D': D, 'G_ema': G_ema, 'augment_pipe': augment_pipe},
                                          training_set_kwargs=training_set_kwargs,

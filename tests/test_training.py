@@ -1,0 +1,218 @@
+"""ILS losses by hand, one tick of every preset, kill-and-resume, multi-process DDP, and the CLI's input checks."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from training import loss as loss_lib
+from training import presets, train_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tiny preset shrunk further: 16 px and batch 8 keep each CLI run to seconds on a 2-core CPU.
+FAST = ['--cfg=tiny', '--data=synthetic', '--resolution=16', '--batch=8', '--metrics=none', '--no-auto-test', '--seed=1']
+
+
+def run_cli(args, script='train_ILS_64.py', **kwargs):
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, cwd=ROOT, env=env,
+                          capture_output=True, text=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ILS term and the mask priors, by hand.
+
+def _layers(n=4, res=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {'fg': torch.rand(n, 3, res, res, generator=g) * 2.4 - 1.2, 'bg': torch.rand(n, 3, res, res, generator=g) * 2 - 1,
+            'mask': torch.rand(n, 1, res, res, generator=g)}
+
+
+def test_club_laplace_matches_hand_computation():
+    layers = _layers()
+    perm = torch.tensor([2, 0, 3, 1])
+    f, b, m = layers['fg'], layers['bg'], layers['mask']
+    expected = 0.0
+    for x, y in [(b * m, f * m), (f * (1 - m), b * (1 - m))]:
+        pos = sum((x[i] - y[i]).abs().mean() for i in range(4)) / 4
+        neg = sum((x[perm[i]] - y[i]).abs().mean() for i in range(4)) / 4
+        expected += -pos + neg
+    got = sum(loss_lib.club_bound(x, y, 'predetermined_laplace', perm=perm) for x, y in loss_lib.region_pairs(layers))
+    assert torch.allclose(got, expected, atol=1e-6)
+    # With the gaussian: half the squared distance.
+    x, y = loss_lib.region_pairs(layers)[0]
+    g = loss_lib.club_bound(x, y, 'predetermined_gaussian', perm=perm)
+    assert torch.allclose(g, -(0.5 * (x - y) ** 2).mean() + (0.5 * (x[perm] - y) ** 2).mean(), atol=1e-6)
+
+
+def test_ils_gradient_gating_and_mask_gradient():
+    layers = {k: v.requires_grad_(True) for k, v in _layers().items()}
+    torch.manual_seed(0)
+    total = sum(loss_lib.club_bound(x, y, 'predetermined_laplace') for x, y in loss_lib.region_pairs(layers))
+    total.backward()
+    outside = (layers['fg'].detach().abs() >= 1)
+    assert outside.any() and (layers['fg'].grad[outside] == 0).all()
+    assert layers['mask'].grad.abs().sum() > 0  # opt_mask: the mask is optimised through the ILS term too.
+
+
+def test_sigma_schedule_and_r1_heuristic():
+    assert loss_lib.ils_sigma(400, 1.0, 0.2, 400) == 0.2 and loss_lib.ils_sigma(401, 1.0, 0.2, 400) == 1.0
+    assert abs(loss_lib.r1_gamma_heuristic(64, 32) - 0.0256) < 1e-12
+    assert abs(loss_lib.r1_gamma_heuristic(128, 32) - 0.1024) < 1e-12
+
+
+def test_mask_losses_by_hand():
+    loss = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None)
+    mask = torch.tensor([0.1, 0.6, 0.9, 0.2]).reshape(1, 1, 2, 2)
+    loss_bin, loss_msize = loss.mask_losses(mask)
+    assert torch.allclose(loss_bin, torch.tensor([(0.1 + 0.4 + 0.1 + 0.2) / 4]))
+    assert torch.allclose(loss_msize, torch.tensor([0.0]))  # mean 0.45 >= 0.25
+    _, small = loss.mask_losses(mask * 0.2)
+    assert torch.allclose(small, torch.tensor([0.25 - 0.09]))
+
+
+def test_l1_estimator_only_moves_hidden_regions():
+    layers = {k: v.requires_grad_(True) for k, v in _layers().items()}
+    loss_lib.l1_distance_bound(layers).backward()
+    assert layers['mask'].grad is None  # The mask is detached in this estimator.
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The options every preset turns into.
+
+def _opts(**kw):
+    base = dict(cfg='ILS_predL', resolution=None, gpus=1, batch=None, batch_gpu=None, cond=False, aug='ada', p=None,
+                augpipe='bgc', target=0.6, metrics='none', fp32=False, map=None, freezed=0, nhwc=False, gamma=None,
+                no_ils=False, seed=0, kimg=None, tick=None, snap=50, nobench=False, allow_tf32=False, inception=None)
+    base.update(kw)
+    return base
+
+
+def test_default_preset_matches_the_original():
+    desc, kw, res = train_cli.build_options(_opts(), 64, presets.SCRIPT_PRESETS[64][0])
+    assert res == 64 and desc == 'ILS_predL-1gpu-batch32'
+    assert kw['batch_size'] == 32 and kw['total_kimg'] == 8000 and kw['kimg_per_tick'] == 4
+    assert abs(kw['loss_kwargs']['r1_gamma'] - 0.0256) < 1e-12 and kw['ema_kimg'] == 10
+    assert kw['G_kwargs']['synthesis_kwargs'] == dict(channel_base=16384, channel_max=256, num_fp16_res=4, conv_clamp=256)
+    assert kw['G_kwargs']['mapping_kwargs'] == dict(num_layers=8) and kw['ada_target'] == 0.6
+    assert kw['G_opt_kwargs'] == dict(lr=0.0025, betas=[0, 0.99], eps=1e-8)
+    _, kw128, res128 = train_cli.build_options(_opts(cfg='ILS'), 128, presets.SCRIPT_PRESETS[128][0])
+    assert res128 == 128 and abs(kw128['loss_kwargs']['r1_gamma'] - 0.1024) < 1e-12
+
+
+@pytest.mark.parametrize('cfg', presets.SCRIPT_PRESETS[64][0])
+def test_one_tick_of_every_preset(cfg, tmp_path):
+    """A real training tick of each preset's loss and estimator, at a toy width so it runs on the CPU."""
+    import numpy as np
+    from training import training_loop
+
+    class Images:  # A plain in-memory array: the dataset package is tested on its own.
+        name, resolution = 'noise16', 16
+        images = np.random.RandomState(0).randint(0, 256, size=(16, 3, 16, 16), dtype=np.uint8)
+
+        def __len__(self):
+            return len(self.images)
+
+        def __getitem__(self, i):
+            return self.images[i]
+
+    _, kw, _ = train_cli.build_options(_opts(cfg=cfg, resolution=16, batch=4, map=1), 64, presets.SCRIPT_PRESETS[64][0])
+    for k in ('G_kwargs', 'D_kwargs'):
+        target = kw[k]['synthesis_kwargs'] if k == 'G_kwargs' else kw[k]
+        target.update(channel_base=128, channel_max=16)
+    kw.update(total_kimg=0.008, kimg_per_tick=0.004, image_snapshot_ticks=1, network_snapshot_ticks=1, grid_max_side=2)
+    training_loop.training_loop(run_dir=str(tmp_path), training_set=Images(), training_set_kwargs={}, **kw)
+    lines = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
+    assert len(lines) == 2
+    for key in ('Loss/G/loss', 'Loss/G/loss_bin', 'Loss/G/loss_msize', 'Loss/G/anti_leaking', 'Loss/scores/real', 'Loss/r1_penalty'):
+        assert all(np.isfinite(line[key]['mean']) for line in lines if key in line), key
+    if cfg.startswith('ILS_learn'):
+        assert np.isfinite(lines[-1]['Loss/Autoreg/NLL']['mean'])
+    for name in ('network-snapshot-000000.pt', 'training-state.pt', 'fakes_init.png', 'masks000000.png',
+                 'layers000000.png', 'grads000000.png', 'reals.png'):
+        assert (tmp_path / name).is_file(), name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CLI: input checks, resume, several processes.
+
+@pytest.mark.parametrize('args,message', [
+    (['--data=/nonexistent/images'], 'nonexistent'),
+    (['--cfg=nope'], 'unknown --cfg'),
+    (['--resolution=48'], 'power of two'),
+    (['--gpus=3'], 'multiple of --gpus'),
+    (['--aug=fixed'], '--p'),
+    (['--metrics=fid_bogus'], 'unknown metric'),
+])
+def test_bad_input_gives_one_line_and_no_run_dir(tmp_path, args, message):
+    outdir = tmp_path / 'runs'
+    base = [a for a in FAST if not any(a.startswith(b.split('=')[0] + '=') for b in args)]
+    proc = run_cli([f'--outdir={outdir}'] + base + args, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], proc.stderr
+    assert not outdir.exists() or not os.listdir(outdir)
+
+
+def test_empty_image_folder_is_refused(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    proc = run_cli([f'--outdir={tmp_path / "runs"}'] + FAST[:1] + [f'--data={tmp_path / "empty"}'] + FAST[2:], timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / 'runs').exists() or not os.listdir(tmp_path / 'runs')
+
+
+def _final_state(run_dir):
+    return torch.load(os.path.join(run_dir, 'training-state.pt'), weights_only=True)
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+    common = FAST + ['--kimg=3', '--tick=1', '--snap=1']
+    ref = run_cli([f'--outdir={tmp_path / "ref"}'] + common, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_dir = os.path.join(tmp_path / 'ref', os.listdir(tmp_path / 'ref')[0])
+
+    outdir = tmp_path / 'killed'
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train_ILS_64.py'), f'--outdir={outdir}'] + common,
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    run_dir = None
+    while time.time() < deadline and proc.poll() is None:
+        if outdir.exists() and os.listdir(outdir):
+            run_dir = os.path.join(outdir, os.listdir(outdir)[0])
+            if os.path.isfile(os.path.join(run_dir, 'network-snapshot-000001.pt')):
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the run finished before it could be killed'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    resumed = run_cli([f'--resume={run_dir}', '--no-auto-test'], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _final_state(ref_dir), _final_state(run_dir)
+    assert a['cur_nimg'] == b['cur_nimg'] == 3000
+    for net in ('G', 'D', 'G_ema'):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f'{net}.{k}'
+    assert torch.equal(a['augment_pipe']['p'], b['augment_pipe']['p'])
+    for opt in ('G_opt', 'D_opt'):
+        for idx, st in a[opt]['state'].items():
+            assert torch.equal(st['exp_avg'], b[opt]['state'][idx]['exp_avg'])
+    for kimg in range(4):
+        assert os.path.isfile(os.path.join(run_dir, f'network-snapshot-{kimg:06d}.pt'))
+
+
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(ROOT, 'train_ILS_64.py'), f'--outdir={tmp_path}'] + FAST +
+                          ['--kimg=1', '--tick=1', '--snap=1'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    log = open(os.path.join(run_dir, 'log.txt')).read()
+    assert 'Networks identical on all 2 ranks' in log
+    assert json.load(open(os.path.join(run_dir, 'training_options.json')))['batch_size'] == 8
