@@ -6,12 +6,13 @@
 The photo is resized to --size (the segmenter's training input size) and the logits are upsampled back to the
 photo's own resolution, so masks and cut-outs keep the original size and aspect ratio.
 """
+import json
 import os
 
 import click
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import dnnlib
 from dnnlib.util import UserError
@@ -31,6 +32,15 @@ def list_photos(path):
     return photos
 
 
+def run_input_size(network):
+    """The input size the segmenter was trained at, from its run's training_options.json; 64 if unknown."""
+    path = os.path.join(os.path.dirname(os.path.abspath(network)), 'training_options.json')
+    if not os.path.isfile(path):
+        return 64
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)['input_size']
+
+
 @torch.no_grad()
 def segment(net, photo, size, device):
     """Foreground mask (bool [H, W]) of a PIL RGB photo at its own resolution."""
@@ -43,17 +53,18 @@ def segment(net, photo, size, device):
 @click.option('--network', required=True, metavar='PTH', help='Segmenter checkpoint (network-snapshot-*.pth)')
 @click.option('--input', 'input_path', required=True, metavar='PATH', help='An image, or a folder of images')
 @click.option('--outdir', required=True, metavar='DIR', help='Where masks and cut-outs are written')
-@click.option('--size', type=click.IntRange(min=8), default=64, show_default=True, help='Segmenter input size')
+@click.option('--size', type=click.IntRange(min=8), help='Segmenter input size  [default: the run\'s, else 64]')
 @click.option('--device', metavar='DEV', help='torch device  [default: cuda if available, else cpu]')
 @dnnlib.util.cli_errors
 def main(network, input_path, outdir, size, device):
     photos = list_photos(input_path)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     net = load_segmenter(network, device)
+    size = size or run_input_size(network)
     os.makedirs(outdir, exist_ok=True)
     for path in progress(photos, desc='segment'):
         with Image.open(path) as photo:
-            photo = photo.convert('RGB')
+            photo = ImageOps.exif_transpose(photo).convert('RGB')  # Upright, as photo viewers show it.
         mask = segment(net, photo, size, device)
         stem = os.path.join(outdir, os.path.splitext(os.path.basename(path))[0])
         alpha = Image.fromarray(mask.astype(np.uint8) * 255, 'L')

@@ -263,7 +263,7 @@ def test_segment_photos(e64_run, tmp_path):
     Image.new('RGB', (40, 30), (200, 50, 50)).save(photos / 'a.jpg')
     Image.new('RGB', (20, 20), (20, 50, 50)).save(photos / 'b.png')
     result = invoke(segment_photos.main, '--network', e64_run / 'network-snapshot-000004.pth', '--input', photos,
-                    '--outdir', tmp_path / 'cut', '--size', 16)
+                    '--outdir', tmp_path / 'cut')  # --size defaults to the run's input size (16).
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / 'cut' / 'a_mask.png').size == (40, 30)
     cutout = Image.open(tmp_path / 'cut' / 'a_cutout.png')
