@@ -96,14 +96,16 @@ def _copy_if_changed(src, dst):
 
 
 def _summarize(exc):
-    """One line describing a build/load failure: the first line of the error plus the first compiler error."""
+    """One line describing a build/load failure: the error's headline plus the first compiler error, if any."""
     text = str(exc).strip() or type(exc).__name__
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    summary = lines[0] if lines else type(exc).__name__
-    for ln in lines[1:]:
-        if re.search(r'\berror\b', ln, re.IGNORECASE) and not ln.startswith(('FAILED', 'ninja: build stopped')):
-            summary += ' | ' + ln
-            break
+    head = lines[0] if lines else type(exc).__name__
+    m = re.match(r"(Error building extension '[^']*')", head)
+    if m:  # the rest of that line is the compiler command
+        head = m.group(1)
+    first_error = next((ln for ln in lines[1:] if re.search(r'\berror\b', ln, re.IGNORECASE)
+                        and not ln.startswith(('FAILED', 'ninja: build stopped'))), None)
+    summary = head + (f': {first_error}' if first_error else '')
     summary = re.sub(r'\s+', ' ', summary)
     if len(summary) > 400:
         summary = summary[:397] + '...'
@@ -127,6 +129,11 @@ def _build(module_name, sources, headers, build_kwargs):
             raise RuntimeError('CUDA is not available')
         if cpp_extension.CUDA_HOME is None:
             raise RuntimeError('the CUDA toolkit (nvcc) was not found; set CUDA_HOME')
+        inc_dirs = [os.path.join(cpp_extension.CUDA_HOME, 'include'), os.environ.get('CUDA_INC_PATH') or '',
+                    '/usr/include']
+        if not any(os.path.isfile(os.path.join(d, 'cuda_runtime_api.h')) for d in inc_dirs if d):
+            raise RuntimeError(f'no CUDA headers (cuda_runtime_api.h) under CUDA_HOME={cpp_extension.CUDA_HOME}; '
+                               'set CUDA_HOME to the toolkit root')
     if not cpp_extension.is_ninja_available():
         raise RuntimeError('ninja is not installed (pip install ninja)')
 
