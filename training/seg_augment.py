@@ -9,19 +9,15 @@ import math
 import torch
 import torch.nn.functional as F
 
+from training.augment import _rotate2d, _rotate3d, _scale2d, _scale3d, _translate2d, _translate3d  # ADA's matrices.
+
 PRESETS = {
     'none': dict(),
     'color': dict(brightness=0.5, contrast=0.5, lumaflip=0.5, hue=0.5, saturation=0.5),
     'geom': dict(xflip=0.5, scale=0.5, rotate=0.5, xfrac=0.5),
 }
 PRESETS['gc'] = {**PRESETS['geom'], **PRESETS['color']}
-
-
-def _affine2d(a, b, tx, c, d, ty):
-    """Stack per-sample entries into [B, 3, 3] homogeneous 2-D matrices."""
-    a, b, tx, c, d, ty = torch.broadcast_tensors(a, b, tx, c, d, ty)
-    zero, one = torch.zeros_like(a), torch.ones_like(a)
-    return torch.stack([a, b, tx, c, d, ty, zero, zero, one], dim=-1).reshape(-1, 3, 3)
+LUMA = [1 / math.sqrt(3)] * 3
 
 
 class AugmentPipe:
@@ -45,63 +41,45 @@ class AugmentPipe:
         device = generator.device if generator is not None else torch.device('cpu')
         rand = lambda *shape: torch.rand(batch_size, *shape, generator=generator, device=device)  # noqa: E731
         randn = lambda *shape: torch.randn(batch_size, *shape, generator=generator, device=device)  # noqa: E731
-        coin = lambda p: rand() < p  # noqa: E731
-        one, zero = torch.ones(batch_size, device=device), torch.zeros(batch_size, device=device)
+        gate = lambda prob, value, noop: torch.where(rand() < prob, value, noop)  # noqa: E731
         params = dict(geom=None, color=None)
 
         if any(self.geom.values()):
             g = torch.eye(3, device=device).repeat(batch_size, 1, 1)
             if self.geom['xflip']:
-                flip = torch.where(coin(self.geom['xflip']), torch.floor(rand() * 2), zero)
-                g = g @ _affine2d(1 - 2 * flip, zero, zero, zero, one, zero)
+                flip = gate(self.geom['xflip'], torch.floor(rand() * 2), 0)
+                g = g @ _scale2d(1 - 2 * flip, 1, like=flip)
             if self.geom['scale']:
-                s = torch.where(coin(self.geom['scale']), torch.exp2(randn() * self.scale_std), one)
-                g = g @ _affine2d(1 / s, zero, zero, zero, 1 / s, zero)
+                s = gate(self.geom['scale'], torch.exp2(randn() * self.scale_std), 1)
+                g = g @ _scale2d(1 / s, 1 / s, like=s)
             if self.geom['rotate']:
-                t = torch.where(coin(self.geom['rotate']), (rand() * 2 - 1) * math.pi * self.rotate_max, zero)
-                g = g @ _affine2d(t.cos(), t.sin(), zero, -t.sin(), t.cos(), zero)
+                g = g @ _rotate2d(gate(self.geom['rotate'], (rand() * 2 - 1) * math.pi * self.rotate_max, 0))
             if self.geom['xfrac']:
                 # Normalised units, as in the original: 1 = half an image width.
-                t = torch.where(coin(self.geom['xfrac'])[:, None], randn(2) * self.xfrac_std, 0)
-                g = g @ _affine2d(one, zero, -t[:, 0], zero, one, -t[:, 1])
+                t = torch.where(rand()[:, None] < self.geom['xfrac'], randn(2) * self.xfrac_std, 0)
+                g = g @ _translate2d(-t[:, 0], -t[:, 1], like=t[:, 0])
             params['geom'] = g
 
         if any(self.color.values()):
             eye = torch.eye(4, device=device)
-            v = torch.tensor([1, 1, 1, 0], dtype=torch.float32, device=device) / math.sqrt(3)  # Luma axis.
+            v = torch.tensor([*LUMA, 0], device=device)
             vv = torch.outer(v, v)
             c = eye.repeat(batch_size, 1, 1)
             if self.color['brightness']:
-                b = torch.where(coin(self.color['brightness']), randn() * self.brightness_std, zero)
-                m = eye.repeat(batch_size, 1, 1)
-                m[:, :3, 3] = b[:, None]
-                c = m @ c
+                c = _translate3d(gate(self.color['brightness'], randn() * self.brightness_std, 0)) @ c
             if self.color['contrast']:
-                k = torch.where(coin(self.color['contrast']), torch.exp2(randn() * self.contrast_std), one)
-                c = torch.diag_embed(torch.stack([k, k, k, one], dim=1)) @ c
+                c = _scale3d(gate(self.color['contrast'], torch.exp2(randn() * self.contrast_std), 1)) @ c
             if self.color['lumaflip']:
-                flip = torch.where(coin(self.color['lumaflip']), torch.floor(rand() * 2), zero)
-                c = (eye - 2 * vv * flip[:, None, None]) @ c
+                flip = gate(self.color['lumaflip'], torch.floor(rand() * 2), 0)
+                c = (eye - 2 * vv * flip[:, None, None]) @ c  # Householder reflection of the luma axis.
             if self.color['hue']:
-                t = torch.where(coin(self.color['hue']), (rand() * 2 - 1) * math.pi * self.hue_max, zero)
-                c = self._rotate_about(v, t) @ c
+                c = _rotate3d(LUMA, gate(self.color['hue'], (rand() * 2 - 1) * math.pi * self.hue_max, 0)) @ c
             if self.color['saturation']:
-                s = torch.where(coin(self.color['saturation']), torch.exp2(randn() * self.saturation_std), one)
-                chroma = torch.diag(v.ceil()) - vv  # Projection onto the plane orthogonal to v, within RGB.
+                s = gate(self.color['saturation'], torch.exp2(randn() * self.saturation_std), 1)
+                chroma = torch.diag(v.ceil()) - vv  # Projection onto the RGB plane orthogonal to the luma axis.
                 c = (eye + chroma * (s[:, None, None] - 1)) @ c
             params['color'] = c
         return params
-
-    @staticmethod
-    def _rotate_about(v, theta):
-        """[B, 4, 4] rotations by theta about the unit axis v (Rodrigues' formula)."""
-        x, y, z = v[:3].tolist()
-        cross = torch.tensor([[0, -z, y], [z, 0, -x], [-y, x, 0]], dtype=torch.float32, device=v.device)
-        cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]
-        r = cos * torch.eye(3, device=v.device) + sin * cross + (1 - cos) * torch.outer(v[:3], v[:3])
-        m = torch.eye(4, device=v.device).repeat(len(theta), 1, 1)
-        m[:, :3, :3] = r
-        return m
 
     def __call__(self, images, params=None, is_mask=False, generator=None):
         if params is None:
