@@ -1,7 +1,7 @@
 """Segmentation score of a generator's synthetic pairs (E64 protocol): U-Net input and scoring at --scale.
 
 \b
-  python eval_segmentation.py --syn-data=<run>/synthetic_data-004200 --real-data=cub --data-root=<DRC>/birds
+  python eval_segmentation.py --syn-data=<run>/synthetic_data-004200 --real-data=cub --data-root=<DRC_processed>
 """
 from metrics.seg_eval import make_cli
 

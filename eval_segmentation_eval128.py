@@ -2,7 +2,7 @@
 scored against 128 x 128 masks.
 
 \b
-  python eval_segmentation_eval128.py --syn-data=<run>/synthetic_data-004200 --real-data=cub --data-root=<DRC>/birds
+  python eval_segmentation_eval128.py --syn-data=<run>/synthetic_data-004200 --real-data=cub --data-root=<DRC_processed>
 """
 from metrics.seg_eval import make_cli
 

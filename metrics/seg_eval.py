@@ -453,7 +453,8 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--syn-data', required=True, metavar='DIR', help='Synthetic pairs: DIR/img/*.png + DIR/mask/*.png')
     @click.option('--real-data', required=True, metavar='DATA',
                   help='cub|dog|car|synthetic, or a folder with images/ + masks/')
-    @click.option('--data-root', metavar='DIR', help='Root of the real datasets  [default: the datasets default]')
+    @click.option('--data-root', metavar='DIR',
+                  help='Folder holding the DRC birds/ dogs/ cars/  [default: the datasets default]')
     @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True,
                   help='Training augmentation')
     @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,
