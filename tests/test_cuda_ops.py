@@ -378,6 +378,24 @@ extern "C" int emu_upfirdn2d(int dtype, int impl, const void* x, const float* f,
     if (dtype == 1) return up_typed<double>(p, impl);
     return 1;
 }
+
+// The launchers of the .cu files, emulated: linked with the real *_plugin.cpp built with -DILSGAN_HOST_EMULATION.
+namespace ilsgan {
+namespace bias_act {
+int launch_bias_act(const Params& p, int dtype, void*) {
+    if (dtype == kFloat32) return ba_act<float>(p);
+    if (dtype == kFloat64) return ba_act<double>(p);
+    return 1;
+}
+}  // namespace bias_act
+namespace upfirdn2d {
+int launch_upfirdn2d(const Params& p, int dtype, int impl, void*) {
+    if (dtype == kFloat32) return up_typed<float>(p, impl);
+    if (dtype == kFloat64) return up_typed<double>(p, impl);
+    return 1;
+}
+}  // namespace upfirdn2d
+}  // namespace ilsgan
 '''
 
 
@@ -472,11 +490,48 @@ def emu(tmp_path_factory):
     return EmuOps(lib)
 
 
-@pytest.fixture
-def emu_glue(emu, monkeypatch):
-    """Route cuda_plugins through the emulated kernels (on CPU tensors)."""
-    monkeypatch.setattr(cuda_plugins, '_test_ops', {'bias_act': emu.bias_act, 'upfirdn2d': emu.upfirdn2d})
-    return emu
+@pytest.fixture(scope='session')
+def emu_plugin_ops(tmp_path_factory):
+    """The real *_plugin.cpp glue built by custom_ops.get_plugin with -DILSGAN_HOST_EMULATION, linked with the
+    emulated launchers: torch.ops.ilsgan_<op>_emu.<op> on CPU tensors."""
+    from torch.utils import cpp_extension
+    if not cpp_extension.is_ninja_available():
+        pytest.skip('ninja is not installed')
+    d = tmp_path_factory.mktemp('emu_plugin')
+    harness = d / 'emu_harness.cpp'
+    harness.write_text(_HARNESS)
+    headers = [os.path.join(OPS_DIR, h) for h in ('bias_act_kernel.h', 'upfirdn2d_kernel.h')]
+    old_cache = os.environ.get('ILSGAN_CUDA_OPS_CACHE')
+    os.environ['ILSGAN_CUDA_OPS_CACHE'] = str(d / 'cache')
+    ops = {}
+    try:
+        for name in ['bias_act', 'upfirdn2d']:
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter('always')
+                lib = custom_ops.get_plugin(f'ilsgan_emu_{name}_plugin',
+                                            [os.path.join(OPS_DIR, f'{name}_plugin.cpp'), str(harness)], headers,
+                                            is_python_module=False, with_cuda=False,
+                                            extra_cflags=['-DILSGAN_HOST_EMULATION', '-O1'])
+            assert lib is not None, [str(w.message) for w in record]
+            ops[name] = getattr(getattr(torch.ops, f'ilsgan_{name}_emu'), name)
+    finally:
+        if old_cache is None:
+            os.environ.pop('ILSGAN_CUDA_OPS_CACHE', None)
+        else:
+            os.environ['ILSGAN_CUDA_OPS_CACHE'] = old_cache
+    return ops
+
+
+@pytest.fixture(params=['mirror', pytest.param('plugin', marks=pytest.mark.slow)])
+def emu_glue(request, emu, monkeypatch):
+    """Route cuda_plugins through the emulated kernels (on CPU tensors), either via EmuOps (a Python mirror of the
+    host glue) or via the real *_plugin.cpp compiled in host-emulation mode (slow: builds against torch)."""
+    if request.param == 'mirror':
+        ops = {'bias_act': emu.bias_act, 'upfirdn2d': emu.upfirdn2d}
+    else:
+        ops = request.getfixturevalue('emu_plugin_ops')
+    monkeypatch.setattr(cuda_plugins, '_test_ops', ops)
+    return ops
 
 
 # ------------------------------------------------------------------------------------------------------------

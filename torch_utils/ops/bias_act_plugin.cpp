@@ -6,13 +6,27 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+#ifndef ILSGAN_HOST_EMULATION
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#endif
 
 #include "bias_act_kernel.h"
 
 namespace {
+
+// ILSGAN_HOST_EMULATION is a test-only build (tests/test_cuda_ops.py): the launcher is a host emulation of the
+// kernels, and the op is registered for CPU tensors under the namespace ilsgan_<op>_emu.
+#ifdef ILSGAN_HOST_EMULATION
+#define ILSGAN_DEVICE_NAME "CPU"
+bool on_device(const at::Tensor& t) { return t.is_cpu(); }
+const char* launch_error(int) { return "host emulation rejected the launch"; }
+#else
+#define ILSGAN_DEVICE_NAME "CUDA"
+bool on_device(const at::Tensor& t) { return t.is_cuda(); }
+const char* launch_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
+#endif
 
 using ilsgan::bias_act::Params;
 
@@ -60,7 +74,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
                     const std::optional<at::Tensor>& dy_opt, int64_t mode, int64_t dim, int64_t act,
                     double alpha, double gain, double clamp) {
     at::Tensor x = x_in;
-    TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor");
+    TORCH_CHECK(on_device(x), "bias_act: x must be a " ILSGAN_DEVICE_NAME " tensor");
     const int dtype = dtype_code(x.scalar_type());
     TORCH_CHECK(dtype >= 0, "bias_act: unsupported dtype ", x.scalar_type());
     TORCH_CHECK(act >= 0 && act < ilsgan::bias_act::kNumActs, "bias_act: bad activation id ", act);
@@ -112,20 +126,26 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     p.gain = static_cast<float>(gain);
     p.clamp = static_cast<float>(clamp);
 
+#ifdef ILSGAN_HOST_EMULATION
+    const int err = ilsgan::bias_act::launch_bias_act(p, dtype, nullptr);
+#else
     const c10::cuda::CUDAGuard guard(x.device());
     const int err = ilsgan::bias_act::launch_bias_act(p, dtype, c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == 0, "bias_act: CUDA kernel launch failed: ",
-                cudaGetErrorString(static_cast<cudaError_t>(err)));
+#endif
+    TORCH_CHECK(err == 0, "bias_act: kernel launch failed: ", launch_error(err));
     return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY(ilsgan_bias_act, m) {
-    m.def("bias_act(Tensor x, Tensor? b, Tensor? xref, Tensor? yref, Tensor? dy, int mode, int dim, int act, "
-          "float alpha, float gain, float clamp) -> Tensor");
-}
+#define ILSGAN_BIAS_ACT_SCHEMA \
+    "bias_act(Tensor x, Tensor? b, Tensor? xref, Tensor? yref, Tensor? dy, int mode, int dim, int act, " \
+    "float alpha, float gain, float clamp) -> Tensor"
 
-TORCH_LIBRARY_IMPL(ilsgan_bias_act, CUDA, m) {
-    m.impl("bias_act", &bias_act);
-}
+#ifdef ILSGAN_HOST_EMULATION
+TORCH_LIBRARY(ilsgan_bias_act_emu, m) { m.def(ILSGAN_BIAS_ACT_SCHEMA); }
+TORCH_LIBRARY_IMPL(ilsgan_bias_act_emu, CPU, m) { m.impl("bias_act", &bias_act); }
+#else
+TORCH_LIBRARY(ilsgan_bias_act, m) { m.def(ILSGAN_BIAS_ACT_SCHEMA); }
+TORCH_LIBRARY_IMPL(ilsgan_bias_act, CUDA, m) { m.impl("bias_act", &bias_act); }
+#endif

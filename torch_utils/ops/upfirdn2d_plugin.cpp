@@ -7,13 +7,27 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <torch/library.h>
+#ifndef ILSGAN_HOST_EMULATION
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#endif
 
 #include "upfirdn2d_kernel.h"
 
 namespace {
+
+// ILSGAN_HOST_EMULATION is a test-only build (tests/test_cuda_ops.py): the launcher is a host emulation of the
+// kernels, and the op is registered for CPU tensors under the namespace ilsgan_<op>_emu.
+#ifdef ILSGAN_HOST_EMULATION
+#define ILSGAN_DEVICE_NAME "CPU"
+bool on_device(const at::Tensor& t) { return t.is_cpu(); }
+const char* launch_error(int) { return "host emulation rejected the launch"; }
+#else
+#define ILSGAN_DEVICE_NAME "CUDA"
+bool on_device(const at::Tensor& t) { return t.is_cuda(); }
+const char* launch_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
+#endif
 
 using ilsgan::upfirdn2d::Params;
 
@@ -34,7 +48,7 @@ bool fits_int(int64_t v) { return v >= 0 && v <= std::numeric_limits<int>::max()
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f_in, int64_t upx, int64_t upy, int64_t downx,
                      int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip_filter,
                      double gain, int64_t impl) {
-    TORCH_CHECK(x.is_cuda(), "upfirdn2d: x must be a CUDA tensor");
+    TORCH_CHECK(on_device(x), "upfirdn2d: x must be a " ILSGAN_DEVICE_NAME " tensor");
     TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be [N, C, H, W]");
     const int dtype = dtype_code(x.scalar_type());
     TORCH_CHECK(dtype >= 0, "upfirdn2d: unsupported dtype ", x.scalar_type());
@@ -84,21 +98,28 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f_in, int64_t upx, i
     p.c_fastest = (C > 1 && y.stride(1) == 1) ? 1 : 0;
     p.gain = static_cast<float>(gain);
 
+#ifdef ILSGAN_HOST_EMULATION
+    const int err = ilsgan::upfirdn2d::launch_upfirdn2d(p, dtype, static_cast<int>(impl), nullptr);
+#else
     const c10::cuda::CUDAGuard guard(x.device());
     const int err = ilsgan::upfirdn2d::launch_upfirdn2d(p, dtype, static_cast<int>(impl),
                                                         c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == 0, "upfirdn2d: CUDA kernel launch failed (", cudaGetErrorString(static_cast<cudaError_t>(err)),
-                impl == ilsgan::upfirdn2d::kTiled ? "; no tiled kernel for this configuration)" : ")");
+#endif
+    TORCH_CHECK(err == 0, "upfirdn2d: kernel launch failed (", launch_error(err),
+                impl == ilsgan::upfirdn2d::kTiled ? "; no tiled kernel for this configuration?)" : ")");
     return y;
 }
 
 }  // namespace
 
-TORCH_LIBRARY(ilsgan_upfirdn2d, m) {
-    m.def("upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, "
-          "int pady0, int pady1, bool flip_filter, float gain, int impl) -> Tensor");
-}
+#define ILSGAN_UPFIRDN2D_SCHEMA \
+    "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, " \
+    "int pady0, int pady1, bool flip_filter, float gain, int impl) -> Tensor"
 
-TORCH_LIBRARY_IMPL(ilsgan_upfirdn2d, CUDA, m) {
-    m.impl("upfirdn2d", &upfirdn2d);
-}
+#ifdef ILSGAN_HOST_EMULATION
+TORCH_LIBRARY(ilsgan_upfirdn2d_emu, m) { m.def(ILSGAN_UPFIRDN2D_SCHEMA); }
+TORCH_LIBRARY_IMPL(ilsgan_upfirdn2d_emu, CPU, m) { m.impl("upfirdn2d", &upfirdn2d); }
+#else
+TORCH_LIBRARY(ilsgan_upfirdn2d, m) { m.def(ILSGAN_UPFIRDN2D_SCHEMA); }
+TORCH_LIBRARY_IMPL(ilsgan_upfirdn2d, CUDA, m) { m.impl("upfirdn2d", &upfirdn2d); }
+#endif
