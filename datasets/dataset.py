@@ -1,0 +1,135 @@
+"""Public entry points: the GAN training set (cached uint8 arrays) and the segmentation test sets (in memory)."""
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dnnlib.util import UserError
+
+from . import drc, pairs, synthetic
+from .cache import cached_array
+from .imaging import train_crop
+from .parallel import ordered_map
+from .sources import ZipSource, image_folder
+
+SYNTHETIC_SEED = 0  # the synthetic data set is fixed; load_training_set's `seed` only picks max_size subsets
+
+
+def resolve_data_root(data_root=None):
+    """The folder holding birds/ dogs/ cars/: the argument, else $ILSGAN_DATA_ROOT, else ./datasets."""
+    return os.path.abspath(data_root or os.environ.get('ILSGAN_DATA_ROOT') or 'datasets')
+
+
+def _unknown(data, what):
+    return UserError(f'{os.path.abspath(data)}: no such file or folder, and {data!r} is not a dataset name; '
+                     f'use cub, dog, car, synthetic or {what}')
+
+
+class ImageArrayDataset(torch.utils.data.Dataset):
+    """uint8 RGB images [N, 3, R, R]; with mirror, items N..2N-1 are their x-flipped copies."""
+
+    def __init__(self, name, images, mirror=False):
+        self.name = name
+        self.images = images
+        self.resolution = images.shape[-1]
+        self.mirror = mirror
+
+    def __len__(self):
+        return len(self.images) * (2 if self.mirror else 1)
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(f'index {i} out of range for {len(self)} images')
+        n = len(self.images)
+        image = self.images[i % n]
+        return np.array(image[:, :, ::-1] if i >= n else image)  # a copy: the cache memmap is read-only
+
+
+class SegmentationTestSet(torch.utils.data.Dataset):
+    """Test pairs held in memory: images uint8 [N, 3, S, S] (RGB), masks uint8 [N, M, M] in {0, 1}."""
+
+    def __init__(self, name, images, masks):
+        self.name = name
+        self.images = images
+        self.masks = masks
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = torch.from_numpy(self.images[i]).float() / 127.5 - 1  # = ToTensor + Normalize(0.5, 0.5)
+        return image, torch.from_numpy(self.masks[i]).long()
+
+
+def _training_source(data, resolution, data_root):
+    """(name, source, identity) of a file-backed training set."""
+    if data in drc.FOLDERS:
+        root = drc.dataset_dir(data, resolve_data_root(data_root))
+        return f'DRC_{data}{resolution}split0', drc.train_source(data, root), [data, root]
+    path = os.path.abspath(data)
+    if os.path.isfile(path) and path.lower().endswith('.zip'):
+        return f'{os.path.splitext(os.path.basename(path))[0]}{resolution}', ZipSource(path), ['zip', path]
+    if os.path.isdir(path):
+        return f'{os.path.basename(path)}{resolution}', image_folder(path), ['folder', path]
+    raise _unknown(data, 'a folder of images or a .zip')
+
+
+def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size=None, mirror=False, seed=0,
+                      n_synthetic=2000):
+    """The GAN training set, decoded once into the cache and memory-mapped from there."""
+    if data == 'synthetic':
+        name, count = f'synthetic{resolution}', n_synthetic
+        identity, content = ['synthetic', synthetic.VERSION, n_synthetic, SYNTHETIC_SEED, resolution], []
+
+        def batches():
+            for images, _masks in synthetic.synthetic_chunks(n_synthetic, resolution, SYNTHETIC_SEED):
+                yield images
+    else:
+        name, source, identity = _training_source(data, resolution, data_root)
+        count, identity, content = len(source), identity + ['train', resolution], source.fingerprint()
+
+        def batches():
+            for image in ordered_map(lambda i: train_crop(source.read(i), resolution), len(source)):
+                yield image[None]
+    images = cached_array(cache_dir, name, identity, content, (count, 3, resolution, resolution), batches)
+    if max_size is not None and max_size < len(images):
+        # StyleGAN2-ADA's choice of subset: a seeded shuffle, kept in file order.
+        images = images[np.sort(np.random.RandomState(seed).permutation(len(images))[:max_size])]
+    return ImageArrayDataset(name, images, mirror)
+
+
+def _decode_pairs(read, n, name):
+    images, masks = zip(*tqdm(ordered_map(read, n), total=n, desc=f'Loading {name}', unit='img'))
+    return np.stack(images), np.stack(masks)
+
+
+def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=500):
+    """Real (or synthetic) images with ground-truth masks, for the segmentation evaluation."""
+    mask_size = mask_size or image_size
+    if data == 'synthetic':
+        # Geometry is resolution-independent, so masks rendered at another size outline the same objects.
+        images, masks = synthetic.make_synthetic(n_synthetic, image_size, SYNTHETIC_SEED, 'test')
+        if mask_size != image_size:
+            masks = synthetic.make_synthetic(n_synthetic, mask_size, SYNTHETIC_SEED, 'test')[1]
+        return SegmentationTestSet(f'synthetic{image_size}test', images, masks)
+    if data in drc.FOLDERS:
+        root = drc.dataset_dir(data, resolve_data_root(data_root))
+        items = drc.test_items(data, root)
+        if not items:
+            raise UserError(f'{root}: the DRC {data} test split is empty; check its split/token files')
+        name = f'DRC_{data}{image_size}test'
+
+        def read(i):
+            return drc.read_test_item(data, root, items[i], image_size, mask_size)
+    elif pairs.is_pairs_folder(data):
+        items = pairs.list_pairs(os.path.abspath(data))
+        name = f'{os.path.basename(os.path.abspath(data))}{image_size}'
+
+        def read(i):
+            return pairs.read_pair(items[i], image_size, mask_size)
+    elif os.path.isdir(data):
+        raise UserError(f'{os.path.abspath(data)}: a test folder needs images/<stem>.<ext> and masks/<stem>.png')
+    else:
+        raise _unknown(data, 'a folder with images/ and masks/')
+    return SegmentationTestSet(name, *_decode_pairs(read, len(items), name))
