@@ -689,6 +689,9 @@ def test_glue_bias_act_misc(emu_glue):
     b32 = torch.randn(4, generator=gen)
     y = cuda_plugins.bias_act_cuda(x, b32, 1, 'relu', 0.0, 2 ** 0.5, -1.0)
     _close(y, bias_act_ref(x, b32.double(), dim=1, act='relu'), 1e-6)
+    # Mixed dtypes promote like the reference's x + b.
+    y = cuda_plugins.bias_act_cuda(x.float(), b32.double(), 1, 'relu', 0.0, 2 ** 0.5, -1.0)
+    assert y.dtype == bias_act_ref(x.float(), b32.double(), dim=1, act='relu').dtype == torch.float64
     # Unsupported requests fall back (None): unknown act, int dtype, bias of the wrong size.
     assert cuda_plugins.bias_act_cuda(x, None, 1, 'gelu', 0.0, 1.0, -1.0) is None
     assert cuda_plugins.bias_act_cuda(x.long(), None, 1, 'relu', 0.0, 1.0, -1.0) is None

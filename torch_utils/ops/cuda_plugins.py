@@ -175,7 +175,11 @@ def bias_act_cuda(x, b, dim, act, alpha, gain, clamp):
     cfg = _BiasActCfg(dim=dim, act=act, act_id=_ACT_IDS[act], alpha=alpha, gain=gain, clamp=clamp,
                       save_x=save_x, save_y=save_y, has_2nd=has_2nd)
     if b is not None and b.dtype != x.dtype:
-        b = b.to(x.dtype)
+        # Same result dtype as the reference's x + b (type promotion), e.g. fp16 x with an fp32 bias -> fp32.
+        dtype = torch.result_type(x, b)
+        if dtype not in _DTYPES:
+            return None
+        x, b = x.to(dtype), b.to(dtype)
     return _BiasAct.apply(x, b, cfg)
 
 
