@@ -94,3 +94,15 @@ def test_fma_gradients_unbroadcast():
     assert torch.allclose(fma.fma(a, b, c), a * b + c)
     assert torch.autograd.gradcheck(fma.fma, (a, b, c))
     assert torch.autograd.gradgradcheck(fma.fma, (a, b, c))
+
+
+@pytest.mark.parametrize('f', [[1, 3, 3, 1], [1, 2, 3, 4, 5, 6, 7, 8], [[1, 2, 0], [3, 1, 1], [0, 1, 2]]])
+@pytest.mark.parametrize('up,down,padding', [(1, 1, 1), (2, 1, [2, 1, 2, 1]), (1, 2, 1), ([2, 1], [1, 2], [1, 0, 2, -1]),
+                                             (2, 2, [-1, 2, 1, -2]), (3, 1, 0)])
+@pytest.mark.parametrize('flip_filter', [False, True])
+def test_fast_upfirdn2d_equals_reference(f, up, down, padding, flip_filter):
+    f = upfirdn2d.setup_filter(f)
+    x = torch.randn(2, 3, 9, 7)
+    ref = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=2.5, impl='ref')
+    fast = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=2.5, impl='fast')
+    assert fast.shape == ref.shape and rel_err(fast, ref) < 1e-5

@@ -22,8 +22,15 @@ def _block_dtype(use_fp16, force_fp32, device):
     return torch.float16 if use_fp16 and not force_fp32 and device.type == 'cuda' else torch.float32
 
 
-def _memory_format(channels_last, dtype):
-    return torch.channels_last if channels_last and dtype == torch.float16 else torch.contiguous_format
+# oneDNN's convolutions are markedly faster on NHWC tensors, so CPU blocks use channels_last; the switch exists so
+# benchmarks can time the original's layout side by side.
+cpu_channels_last = True
+
+
+def _memory_format(channels_last, dtype, device):
+    if (channels_last and dtype == torch.float16) or (cpu_channels_last and device.type == 'cpu'):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -44,12 +51,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
         weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
 
-    w = None
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        # sum over (i, kh, kw) of (weight * style)^2, as one [N,I] x [I,O] product instead of building the
+        # per-sample weights [N,O,I,kh,kw] (which the unfused path never needs otherwise).
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
@@ -63,6 +69,7 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
             return x.add_(noise.to(x.dtype))
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
     if demodulate:
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
@@ -292,12 +299,12 @@ class SynthesisBlock(torch.nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         device = ws.device
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
-        memory_format = _memory_format(self.channels_last, dtype)
+        memory_format = _memory_format(self.channels_last, dtype, device)
         if fused_modconv is None:
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
 
@@ -535,8 +542,9 @@ class DiscriminatorBlock(torch.nn.Module):
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
     def forward(self, x, img, force_fp32=False):
-        dtype = _block_dtype(self.use_fp16, force_fp32, img.device if img is not None else x.device)
-        memory_format = _memory_format(self.channels_last, dtype)
+        device = img.device if img is not None else x.device
+        dtype = _block_dtype(self.use_fp16, force_fp32, device)
+        memory_format = _memory_format(self.channels_last, dtype, device)
         if x is not None:
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == 'skip':

@@ -1,10 +1,29 @@
 """Upsample, FIR-filter and downsample a batch of 2-D images in one op (the resampling primitive of StyleGAN2).
 
-upfirdn2d(x) = downsample(FIR(pad(zero_insert_upsample(x)))). On CUDA a compiled kernel is used when it builds;
-elsewhere, and as the fallback, the pure-PyTorch path below.
+upfirdn2d(x) = downsample(FIR(pad(zero_insert_upsample(x)))). Three implementations give the same result:
+- 'cuda': a compiled kernel, used on CUDA when it builds (cuda_plugins.py);
+- 'fast': pure PyTorch, the default elsewhere: a strided transposed conv upsamples without materialising the
+  zeros, a strided conv computes only the kept pixels, and a rank-1 2-D filter runs as two 1-D passes;
+- 'ref': the reference algorithm as the original wrote it, kept for tests and side-by-side benchmarks.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
+
+_fallback_impl = 'fast'  # What 'auto' uses when the CUDA kernel is not in play.
+
+
+@contextlib.contextmanager
+def use_fallback(impl):
+    """Run the enclosed code with the 'fast' or the 'ref' pure-PyTorch path (for benchmarks and tests)."""
+    global _fallback_impl
+    assert impl in ('fast', 'ref')
+    previous, _fallback_impl = _fallback_impl, impl
+    try:
+        yield
+    finally:
+        _fallback_impl = previous
 
 
 def _parse_scaling(scaling):
@@ -68,7 +87,9 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
                                         padding=_parse_padding(padding), flip_filter=flip_filter, gain=gain)
         if y is not None:
             return y
-    return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    if impl == 'ref' or (impl == 'auto' and _fallback_impl == 'ref'):
+        return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    return _upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
@@ -96,6 +117,61 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     for k in kernels:
         x = F.conv2d(x, k.expand(channels, 1, *k.shape[2:]), groups=channels)
     return x[:, :, ::downy, ::downx]
+
+
+def _separable_taps(f):
+    """(vertical, horizontal) 1-D taps if `f` is separable, else None. 1-D filters are separable by definition;
+    a 2-D one is checked for rank 1 (cheap: filters are a few taps, and the CUDA path never gets here)."""
+    if f.ndim == 1:
+        return f, f
+    col = f.sum(dim=1)
+    row = f.sum(dim=0) / f.sum()
+    if f.sum() != 0 and torch.allclose(torch.outer(col, row), f, rtol=1e-6, atol=1e-8):
+        return col, row
+    return None
+
+
+def _resample_axis(x, k, up, down, pad0, pad1, dim):
+    """Upsample by zero insertion, pad, correlate with 1-D kernel `k` and downsample, along `dim` (2 or 3) only.
+
+    Upsampling uses a strided transposed conv with the flipped kernel: output t of the correlation is the transposed
+    conv's output t + K - 1 - pad0, so the zeros between input pixels are never multiplied.
+    """
+    channels, size, taps = x.shape[1], x.shape[dim], k.numel()
+    shape = [1, 1, taps, 1] if dim == 2 else [1, 1, 1, taps]
+    stride = [up, 1] if dim == 2 else [1, up]
+    out_len = size * up + pad0 + pad1 - taps + 1
+    if up > 1:
+        w = k.flip(0).reshape(shape).expand(channels, *shape[1:])
+        x = F.conv_transpose2d(x, w, stride=stride, groups=channels)
+        start = taps - 1 - pad0
+        end_pad = out_len - (x.shape[dim] - start)
+        pads = [-start, end_pad, 0, 0] if dim == 3 else [0, 0, -start, end_pad]
+        x = F.pad(x, pads)
+        return x.narrow(dim, 0, out_len)[:, :, ::down, :] if dim == 2 else x.narrow(dim, 0, out_len)[:, :, :, ::down]
+    pads = [pad0, pad1, 0, 0] if dim == 3 else [0, 0, pad0, pad1]
+    x = F.pad(x, pads)
+    stride = [down, 1] if dim == 2 else [1, down]
+    return F.conv2d(x, k.reshape(shape).expand(channels, *shape[1:]), stride=stride, groups=channels)
+
+
+def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    """Same result as _upfirdn2d_ref with less arithmetic; differentiable to any order."""
+    assert isinstance(x, torch.Tensor) and x.ndim == 4
+    assert isinstance(f, torch.Tensor) and f.ndim in (1, 2) and f.dtype == torch.float32
+    upx, upy = _parse_scaling(up)
+    downx, downy = _parse_scaling(down)
+    padx0, padx1, pady0, pady1 = _parse_padding(padding)
+    taps = _separable_taps(f)
+    if taps is None:
+        return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    # Correlation kernels: the filter is flipped unless flip_filter; the 2-D gain is split over the two passes.
+    g = gain ** (f.ndim / 2) if f.ndim == 1 else gain ** 0.5
+    ky, kx = [(t * g).to(x.dtype) for t in taps]
+    if not flip_filter:
+        ky, kx = ky.flip(0), kx.flip(0)
+    x = _resample_axis(x, kx, upx, downx, padx0, padx1, dim=3)
+    return _resample_axis(x, ky, upy, downy, pady0, pady1, dim=2)
 
 
 def _zero_insert_upsample(x, upx, upy):
