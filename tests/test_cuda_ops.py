@@ -32,6 +32,7 @@ from torch_utils.ops import cuda_plugins  # noqa: E402
 OPS_DIR = os.path.join(ROOT, 'torch_utils', 'ops')
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+GPU = 'cuda'  # device of the GPU tests (a dry run of their logic on the CPU may point it elsewhere)
 
 ACTS = ['linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish']
 ACT_IDS = {a: i for i, a in enumerate(ACTS)}
@@ -776,13 +777,13 @@ def test_gpu_bias_act(act, clamp, dtype):
     alpha, gain = DEF_ALPHA.get(act, 0.0), DEF_GAIN.get(act, 1.0)
     tol = _gpu_tol(dtype)
     for dim, shape in [(1, (4, 16, 9, 7)), (0, (33, 5)), (3, (2, 3, 5, 8))]:
-        x0 = torch.randn(shape, generator=gen).to('cuda', dtype)
-        b0 = torch.randn(shape[dim], generator=gen).to('cuda', dtype)
-        dy0 = torch.randn(shape, generator=gen).to('cuda', dtype)
+        x0 = torch.randn(shape, generator=gen).to(GPU, dtype)
+        b0 = torch.randn(shape[dim], generator=gen).to(GPU, dtype)
+        dy0 = torch.randn(shape, generator=gen).to(GPU, dtype)
         # Elements whose output lies within rounding distance of the clamp may be clamped in one precision and
         # not the other (and at |y| == clamp torch.clamp passes the gradient, the kernel does not): give them no
         # upstream gradient and leave them out of the elementwise comparisons.
-        near = torch.zeros(shape, dtype=torch.bool, device='cuda')
+        near = torch.zeros(shape, dtype=torch.bool, device=GPU)
         if clamp >= 0:
             pre = bias_act_ref(x0.float(), b0.float(), dim=dim, act=act, alpha=alpha, gain=gain)
             near = (pre.abs() - clamp).abs() < 0.02 * clamp
@@ -794,7 +795,7 @@ def test_gpu_bias_act(act, clamp, dtype):
             y = fn(x, b, dim, act, alpha, gain, clamp)
             assert y is not None and y.dtype == cast
             dx, db = torch.autograd.grad(y, [x, b], dy, create_graph=True)
-            w = torch.linspace(0.5, 1.5, dx.numel(), device='cuda', dtype=cast).reshape(dx.shape)
+            w = torch.linspace(0.5, 1.5, dx.numel(), device=GPU, dtype=cast).reshape(dx.shape)
             loss2 = (dx.float().square() * w.float()).sum() + (db.float() * 0.3).sum()
             inputs = [x, b, dy]
             grads2 = torch.autograd.grad(loss2, inputs, allow_unused=True)
@@ -810,8 +811,8 @@ def test_gpu_bias_act(act, clamp, dtype):
 def test_gpu_bias_act_layouts_and_bf16():
     bias_act_ref, _ = _refs()
     assert cuda_plugins.is_available()
-    x = torch.randn(2, 8, 5, 6, device='cuda')
-    b = torch.randn(8, device='cuda')
+    x = torch.randn(2, 8, 5, 6, device=GPU)
+    b = torch.randn(8, device=GPU)
     for xin in [x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3), x[:, :, ::2]]:
         y = cuda_plugins.bias_act_cuda(xin, b, 1, 'lrelu', 0.2, 2 ** 0.5, 256.0)
         _close(y, bias_act_ref(xin, b, dim=1, act='lrelu', clamp=256), 1e-3)
@@ -829,26 +830,26 @@ def test_gpu_upfirdn2d(cfg, dtype):
     assert cuda_plugins.is_available()
     up, down, pad, fshape, flip, gain, shape = cfg
     gen = torch.Generator().manual_seed(sum(shape))
-    f = _make_filter(fshape, gen, 'cuda')
+    f = _make_filter(fshape, gen, GPU)
     f2 = torch.outer(f, f) if f.ndim == 1 else f
     tileable = up[0] == up[1] and down[0] == down[1] and f2.shape == (4, 4) and (up[0], down[0]) in \
         [(1, 1), (2, 1), (1, 2)]
     impls = [cuda_plugins.IMPL_AUTO, cuda_plugins.IMPL_GENERIC] + ([cuda_plugins.IMPL_TILED] if tileable else [])
     tol = _gpu_tol(dtype)
-    x0 = torch.randn(shape, generator=gen).to('cuda', dtype)
+    x0 = torch.randn(shape, generator=gen).to(GPU, dtype)
 
     def run(fn, xin, cast):
         x = xin.to(cast).requires_grad_(True)
         y = fn(x)
         assert y is not None and y.dtype == cast
-        dy = torch.linspace(-1, 1, y.numel(), device='cuda').reshape(y.shape).to(cast).requires_grad_(True)
+        dy = torch.linspace(-1, 1, y.numel(), device=GPU).reshape(y.shape).to(cast).requires_grad_(True)
         dx, = torch.autograd.grad(y, x, dy, create_graph=True)
         d_dy, = torch.autograd.grad((dx.float() * x0.float().cos()).sum(), dy)  # double backward
         return [y, dx, d_dy]
 
     # The reference runs in float32 on the same (rounded) inputs: the ground truth for fp16 too.
     expected = run(lambda x: _ref_upfirdn(upfirdn2d_ref, x, f, up, down, pad, flip, gain), x0, torch.float32)
-    big = torch.zeros(shape[0], shape[1], shape[2] * 2, shape[3] * 3, device='cuda', dtype=dtype)
+    big = torch.zeros(shape[0], shape[1], shape[2] * 2, shape[3] * 3, device=GPU, dtype=dtype)
     big[:, :, ::2, ::3] = x0
     layouts = {'contiguous': x0, 'channels_last': x0.contiguous(memory_format=torch.channels_last),
                'transposed': x0.transpose(2, 3).contiguous().transpose(2, 3), 'sliced': big[:, :, ::2, ::3]}
@@ -864,9 +865,9 @@ def test_gpu_upfirdn2d_large_batch():
     """More images than gridDim.z (65535) so that the tiled kernel's image loop runs more than once."""
     _, upfirdn2d_ref = _refs()
     assert cuda_plugins.is_available()
-    f = torch.tensor([1., 3., 3., 1.], device='cuda')
+    f = torch.tensor([1., 3., 3., 1.], device=GPU)
     f = torch.outer(f, f) / 64
-    x = torch.randn(2, 40000, 6, 5, device='cuda')
+    x = torch.randn(2, 40000, 6, 5, device=GPU)
     for up, down, pad in [((2, 2), (1, 1), (2, 1, 2, 1)), ((1, 1), (2, 2), (1, 1, 1, 1))]:
         y = cuda_plugins.upfirdn2d_cuda(x, f, up, down, pad, False, 1.0)
         _close(y, _ref_upfirdn(upfirdn2d_ref, x, f, up, down, pad, False, 1.0), 1e-3, f'{up} {down}')
