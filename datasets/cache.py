@@ -33,10 +33,11 @@ def cache_path(cache_dir, name, identity, content):
 
 
 def _write_npy(path, shape, batches, desc):
-    """Stream uint8 batches into `path` (atomically), so the whole array never has to fit in memory."""
+    """Stream uint8 batches into `path` (atomically), so the whole array never has to fit in memory.
+    The progress bar shows on a terminal only (disable=None), keeping logs and captured stderr clean."""
     header = {'descr': '|u1', 'fortran_order': False, 'shape': tuple(shape)}
     written = 0
-    with atomic_write(path) as f, tqdm(total=shape[0], desc=desc, unit='img') as bar:
+    with atomic_write(path) as f, tqdm(total=shape[0], desc=desc, unit='img', disable=None) as bar:
         np.lib.format.write_array_header_2_0(f, header)
         for batch in batches:
             assert batch.dtype == np.uint8 and batch.shape[1:] == tuple(shape[1:])

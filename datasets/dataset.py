@@ -100,7 +100,7 @@ def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size
 
 
 def _decode_pairs(read, n, name):
-    images, masks = zip(*tqdm(ordered_map(read, n), total=n, desc=f'Loading {name}', unit='img'))
+    images, masks = zip(*tqdm(ordered_map(read, n), total=n, desc=f'Loading {name}', unit='img', disable=None))
     return np.stack(images), np.stack(masks)
 
 

@@ -69,9 +69,12 @@ class ZipSource:
     def read(self, i):
         if self._zip is None:  # opened lazily, once per process
             self._zip = zipfile.ZipFile(self.zip_path)
-        name = self.members[i]
-        with self._zip.open(name) as f:
-            return read_rgb(f, f'{self.zip_path}:{name}')
+        name = f'{self.zip_path}:{self.members[i]}'
+        try:
+            with self._zip.open(self.members[i]) as f:
+                return read_rgb(f, name)
+        except zipfile.BadZipFile as e:  # e.g. a CRC mismatch, raised while reading the member
+            raise UserError(f'{name}: corrupt zip member ({e}); re-create the zip') from None
 
     def fingerprint(self):
         st = os.stat(self.zip_path)
