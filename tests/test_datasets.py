@@ -292,8 +292,8 @@ def test_synthetic_edges_antialiased(syn64):
 
 def test_synthetic_speed():
     start = time.perf_counter()
-    datasets.make_synthetic(2000, 64)
-    assert time.perf_counter() - start < 20  # ~2 s on 2 cores; generous against noisy CI machines
+    datasets.make_synthetic(500, 64)
+    assert time.perf_counter() - start < 5  # 2000 take ~2 s on 2 idle cores; generous against busy CI machines
 
 
 def test_synthetic_training_and_test_sets(tmp_path):
@@ -454,9 +454,6 @@ def test_cli_check(drc_root, tmp_path):
     result = run_cli('check', '--data', 'car', '--data-root', drc_root, cwd=tmp_path)
     assert result.returncode == 2 and '3_maskresized.png' in result.stdout
     assert len(result.stderr.strip().splitlines()) == 1 and '1 files missing' in result.stderr
-
-    result = run_cli('check', '--data', 'dog', '--data-root', tmp_path / 'nowhere', cwd=tmp_path)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and 'dogs' in result.stderr
 
 
 def test_cli_export_synthetic_reads_back(tmp_path):
