@@ -1,0 +1,125 @@
+"""The automatic evaluation after 64-px training (evaluation.md §4.2, training.md §7).
+
+best snapshot -> samples in <run>/auto_test/synthetic_data-<kimg6> -> U-Net segmentation (E64, 'color' aug) ->
+MINE -> best_fid_data_seg_results.json, summary.json and report.html. A finished stage is read back, never redone,
+so an interrupted auto-test continues where it stopped when called again.
+
+Differences from the original: the samples are seeded; the segmentation and MINE runs have the fixed id 00000 (not
+the next free one), which is what lets a rerun find them; the original's two identical `do_anti_leaking` branches
+are this one call (§6.23); each stage logs into its own file, so log files never chain (§6.19); a run without
+metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
+`scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64).
+"""
+import contextlib
+import json
+import os
+import time
+
+import dnnlib
+from dnnlib.util import UserError
+from metrics import mine, samples, seg_eval
+from metrics.report import write_report
+
+
+def choose_snapshot(run_dir, metric):
+    """(snapshot path, kimg, metric value or None, how it was chosen): the lowest `metric`, else the last one."""
+    jsonl = os.path.join(run_dir, f'metric-{metric}.jsonl') if metric else None
+    if jsonl and os.path.isfile(jsonl):
+        snapshot, kimg = samples.find_snapshot(run_dir, metric=metric)
+        value = min(r['results'][metric] for r in samples.read_metric_file(jsonl) if r['kimg'] == kimg)
+        return snapshot, kimg, value, f'lowest {metric}'
+    snapshots = samples.list_snapshots(run_dir)
+    if not snapshots:
+        raise UserError(f'{run_dir} holds no network-snapshot-* files; the auto-test needs a trained run')
+    kimg = max(snapshots)
+    why = 'no metric was computed during training' if not metric else f'{run_dir} has no metric-{metric}.jsonl'
+    print(f'WARNING: {why}; evaluating the LAST snapshot (kimg {kimg}), not the best-{metric or "FID"} one')
+    return snapshots[kimg], kimg, None, 'last snapshot'
+
+
+@contextlib.contextmanager
+def stage(name, title, log_path, timing, tee=True):
+    """Print a header into log_path, tee the stage's output there (unless it keeps its own log), and time it.
+
+    The body sets timing[name]['reused'] = True when it found the stage already done.
+    """
+    with dnnlib.util.Logger(log_path):
+        print(f'=== auto-test | {name}: {title}')
+    timing[name] = dict(reused=False)
+    t0 = time.time()
+    with dnnlib.util.Logger(log_path) if tee else contextlib.nullcontext():
+        yield timing[name]
+    timing[name]['seconds'] = round(time.time() - t0, 3)
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _write_json(path, obj):
+    with dnnlib.util.atomic_write(path, 'w') as f:
+        json.dump(obj, f, indent=2)
+
+
+def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
+                  metric='fid10k_full', scale=64, seed=0, device=None):
+    """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json."""
+    if not os.path.isdir(run_dir):
+        raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
+    if min(n, seg_iters, mine_iters, scale) < 1:
+        raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
+                        f'{scale}')
+    seg_eval.check_real_data(real_data)  # Before hours of generation, not after.
+    auto_dir = os.path.join(run_dir, 'auto_test')
+    os.makedirs(auto_dir, exist_ok=True)
+    log_path = os.path.join(auto_dir, 'log.txt')
+    summary_path = os.path.join(auto_dir, 'summary.json')
+    previous = (_read_json(summary_path) or {}).get('timing', {})
+    timing = {}
+    try:
+        with stage('snapshot', f'choose by {metric or "(no metric)"}', log_path, timing):
+            snapshot, kimg, value, how = choose_snapshot(run_dir, metric)
+            print(f'Snapshot: {snapshot} (kimg {kimg}, {how}{f", {metric} {value}" if value is not None else ""})')
+
+        syn = os.path.join(auto_dir, samples.samples_dir_name(snapshot, kimg))
+        with stage('samples', f'{n} samples -> {syn}', log_path, timing) as st:
+            st['reused'] = samples.is_complete(syn, n, seed=seed)
+            samples.generate_samples(snapshot, syn, n, seed=seed, device=device)
+
+        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}')
+        with stage('segmentation', f'U-Net on {real_data} at {scale} px -> {seg_dir}', log_path, timing,
+                   tee=False) as st:
+            st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
+            seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
+                                            iters=seg_iters, seed=seed, data_root=data_root, device=device)
+
+        mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
+        with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
+            mi = _read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
+            st['reused'] = mi is not None
+            if mi is None:
+                mi = mine.eval_mi(syn, outdir=mi_dir, iters=mine_iters, resolution=scale, device=device, seed=seed)
+
+        for name, t in timing.items():  # A reused stage keeps the time it took when it actually ran.
+            if t['reused'] and name in previous:
+                t['seconds'] = previous[name]['seconds']
+
+        def rel(path):
+            return os.path.relpath(path, run_dir)
+
+        summary = dict(
+            snapshot=rel(snapshot), kimg=kimg, selection=how, metric=metric, metric_value=value,
+            samples=dict(dir=rel(syn), n=n, seed=seed, truncation_psi=1.0, noise_mode='const'),
+            segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters, results=seg),
+            mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
+            timing=timing)
+        _write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
+        _write_json(summary_path, summary)
+        with dnnlib.util.Logger(log_path):
+            print(f'=== auto-test | done: {json.dumps(dict(kimg=kimg, segmentation=seg, mi=mi))}')
+    finally:
+        print(f'Report: {write_report(run_dir)}')  # Also after a failed stage: it shows what exists.
+    return summary
