@@ -15,6 +15,8 @@ def _call(i):
 def default_workers(n):
     if n < MIN_ITEMS_FOR_POOL or 'fork' not in multiprocessing.get_all_start_methods():
         return 1
+    if multiprocessing.current_process().daemon:  # e.g. a DataLoader worker: daemons may not have children
+        return 1
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
