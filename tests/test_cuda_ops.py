@@ -272,36 +272,18 @@ _HARNESS = r'''
 
 using namespace ilsgan;
 
-template <typename T, int ACT, int MODE>
-static void ba_run(const bias_act::Params& p) {
-    for (int64_t i = 0; i < p.numel; i++)  // every index of the grid-stride loop, once
-        bias_act::bias_act_element<T, ACT, MODE>(p, i);
-}
-
-template <typename T, int ACT>
-static int ba_mode(const bias_act::Params& p) {
-    switch (p.mode) {
-        case 0: ba_run<T, ACT, 0>(p); return 0;
-        case 1: ba_run<T, ACT, 1>(p); return 0;
-        case 2: ba_run<T, ACT, 2>(p); return 0;
-    }
-    return 1;
-}
-
 template <typename T>
 static int ba_act(const bias_act::Params& p) {
-    switch (p.act) {
-        case 0: return ba_mode<T, 0>(p);
-        case 1: return ba_mode<T, 1>(p);
-        case 2: return ba_mode<T, 2>(p);
-        case 3: return ba_mode<T, 3>(p);
-        case 4: return ba_mode<T, 4>(p);
-        case 5: return ba_mode<T, 5>(p);
-        case 6: return ba_mode<T, 6>(p);
-        case 7: return ba_mode<T, 7>(p);
-        case 8: return ba_mode<T, 8>(p);
+    if (p.act < 0 || p.act >= bias_act::kNumActs) return 1;
+    for (int64_t i = 0; i < p.numel; i++) {  // every index of the grid-stride loop, once
+        switch (p.mode) {
+            case 0: bias_act::bias_act_element_any<T, 0>(p, i); break;
+            case 1: bias_act::bias_act_element_any<T, 1>(p, i); break;
+            case 2: bias_act::bias_act_element_any<T, 2>(p, i); break;
+            default: return 1;
+        }
     }
-    return 1;
+    return 0;
 }
 
 extern "C" int emu_bias_act(int dtype, const void* x, const void* b, const void* xref, const void* yref,

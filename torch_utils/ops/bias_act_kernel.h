@@ -272,6 +272,23 @@ ILSGAN_HD void bias_act_element(const Params& p, int64_t i) {
     out[i] = C::to_storage(pass ? g : A(0));
 }
 
+// Same, with the activation chosen at run time (uniform across the grid, so the branch is cheap; one kernel per
+// dtype and mode keeps the build short).
+template <typename T, int MODE>
+ILSGAN_HD void bias_act_element_any(const Params& p, int64_t i) {
+    switch (p.act) {
+        case kLinear: bias_act_element<T, kLinear, MODE>(p, i); break;
+        case kRelu: bias_act_element<T, kRelu, MODE>(p, i); break;
+        case kLrelu: bias_act_element<T, kLrelu, MODE>(p, i); break;
+        case kTanh: bias_act_element<T, kTanh, MODE>(p, i); break;
+        case kSigmoid: bias_act_element<T, kSigmoid, MODE>(p, i); break;
+        case kElu: bias_act_element<T, kElu, MODE>(p, i); break;
+        case kSelu: bias_act_element<T, kSelu, MODE>(p, i); break;
+        case kSoftplus: bias_act_element<T, kSoftplus, MODE>(p, i); break;
+        default: bias_act_element<T, kSwish, MODE>(p, i); break;
+    }
+}
+
 // Launcher implemented in bias_act_kernel.cu. Returns 0 (cudaSuccess) or a CUDA error code.
 // `stream` is a cudaStream_t passed as void* so that this header needs no CUDA include.
 int launch_bias_act(const Params& p, int dtype, void* stream);
