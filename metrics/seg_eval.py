@@ -14,7 +14,6 @@ Deliberate differences from the original, each a fix or a simplification with th
 - the grids never draw training batches (the original consumed 4 before training);
 - per-image IoU/DICE of an image with empty prediction and empty ground truth is 1.0, not NaN.
 """
-import concurrent.futures
 import glob
 import json
 import os
@@ -28,14 +27,17 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+import datasets
 import dnnlib
+from datasets.pairs import read_pair
+from datasets.parallel import ordered_map
 from dnnlib.util import UserError
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
 from training.seg_augment import PRESETS, AugmentPipe, augment_pair
 
-REAL_DATA = ('cub', 'dog', 'car', 'synthetic')
 GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
+EVAL_BATCH = 64  # The original's val/test batch, whatever the training batch.
 TICK = 20
 VAL_INTERVAL = 1000
 
@@ -73,33 +75,17 @@ def split_pairs(pairs):
     return pairs[:n_train], pairs[n_train:]
 
 
-def _read_pair(img_path, mask_path, image_size, mask_size):
-    with Image.open(img_path) as img, Image.open(mask_path) as mask:
-        if img.size != mask.size:
-            raise UserError(f'{img_path} is {img.size[0]}x{img.size[1]} but its mask is {mask.size[0]}x{mask.size[1]}; '
-                            f'regenerate the synthetic data')
-        img = img.convert('RGB')
-        mask = mask.convert('RGB').getchannel(0)
-    # PIL bilinear (antialiased) as the original's torchvision Resize; a no-op at native size.
-    if img.size != (image_size, image_size):
-        img = img.resize((image_size, image_size), Image.BILINEAR)
-    if mask.size != (mask_size, mask_size):
-        mask = mask.resize((mask_size, mask_size), Image.BILINEAR)
-    # >= 128 is alpha >= 0.5 at native size, and the soft mask > 0.5 after a resize.
-    return np.asarray(img).transpose(2, 0, 1), np.asarray(mask) >= 128
-
-
 def load_pairs(pairs, image_size, mask_size, desc='load'):
-    """Decode pairs once into memory: images uint8 [N, 3, S, S] and masks bool [N, M, M] (converted per batch)."""
+    """Decode pairs once into memory: images uint8 [N, 3, S, S] and masks bool [N, M, M] (converted per batch).
+
+    PIL bilinear (antialiased) resizes, as the original's torchvision Resize; masks are thresholded after the resize
+    (> 127: alpha >= 0.5 at native size, the soft mask > 0.5 after a resize).
+    """
     images = np.empty((len(pairs), 3, image_size, image_size), np.uint8)
     masks = np.empty((len(pairs), mask_size, mask_size), bool)
-
-    def read(i):
-        images[i], masks[i] = _read_pair(*pairs[i], image_size, mask_size)
-
-    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL.
-        for _ in progress(pool.map(read, range(len(pairs))), total=len(pairs), desc=desc):
-            pass
+    decoded = ordered_map(lambda i: read_pair(pairs[i], image_size, mask_size), len(pairs))
+    for i, (image, mask) in enumerate(progress(decoded, total=len(pairs), desc=desc)):
+        images[i], masks[i] = image, mask
     return torch.from_numpy(images), torch.from_numpy(masks)
 
 
@@ -259,20 +245,6 @@ def validation_iters(iters):
 # The run.
 
 
-def check_real_data(real_data):
-    if real_data not in REAL_DATA and not os.path.isdir(real_data):
-        raise UserError(f'unknown real data {real_data!r}; use one of {", ".join(REAL_DATA)} or a folder with '
-                        f'images/ and masks/')
-
-
-def load_test_set(real_data, input_size, score_size, data_root):
-    import datasets  # Lazy: the real-data loaders (and their dataset roots) are only needed here.
-    test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
-    if len(test_set) == 0:
-        raise UserError(f'real data {real_data!r} has no test images; check --data-root')
-    return test_set
-
-
 def _check_same_protocol(run_dir, protocol):
     """A resumed or re-tested run must keep the settings it was trained with."""
     path = os.path.join(run_dir, 'training_options.json')
@@ -352,7 +324,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
         if cur in val_at:
             t0 = time.time()
-            results, (vx, vp, vy) = evaluate(net, batches(*val_data, o.batch), o.score_size, device)
+            results, (vx, vp, vy) = evaluate(net, batches(*val_data, EVAL_BATCH), o.score_size, device)
             record = metric_record('val', results, time.time() - t0, snapshot_name(cur), iter=cur)
             tqdm.write(json.dumps(record))  # Through stdout, hence into log.txt.
             write_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
@@ -388,9 +360,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     if has_state:
         _check_same_protocol(run_dir, dict(input_size=input_size, score_size=score_size, aug=aug, batch=batch,
                                            seed=seed))
-    check_real_data(real_data)
     pairs = None if test_only else list_pairs(syn_dir)
-    test_set = load_test_set(real_data, input_size, score_size, data_root)
+    test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     torch.backends.cudnn.benchmark = True  # As the original: fastest kernels, not bit-reproducible on GPU.
 
@@ -421,7 +392,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         best = best_val(val_records)
         ckpt = torch.load(os.path.join(run_dir, best['snapshot_pth']), map_location='cpu', weights_only=True)
         net.load_state_dict(ckpt['model'])
-        loader = torch.utils.data.DataLoader(test_set, batch_size=batch, num_workers=workers)
+        loader = torch.utils.data.DataLoader(test_set, batch_size=EVAL_BATCH, num_workers=workers)
         t0 = time.time()
         results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
         record = metric_record('test', results, time.time() - t0, best['snapshot_pth'])
@@ -439,7 +410,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
 
 def run_desc(real_data, aug, input_size, score_size):
     """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128."""
-    name = real_data if real_data in REAL_DATA else os.path.basename(os.path.normpath(real_data))
+    name = os.path.basename(os.path.normpath(real_data))  # 'cub', or the folder's name.
     if input_size == score_size:
         size = f'{score_size}'
     else:

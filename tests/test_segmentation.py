@@ -152,37 +152,12 @@ def write_pairs(root, n, size, img_dir, mask_dir, seed=0):
     return str(root)
 
 
-class PairsTestSet(torch.utils.data.Dataset):
-    """Stand-in for datasets.load_test_set on a folder of images/ + masks/, used until the datasets package has it."""
-
-    def __init__(self, root, image_size, mask_size):
-        self.root, self.name = root, os.path.basename(root)
-        self.files = sorted(os.listdir(os.path.join(root, 'images')))
-        self.image_size, self.mask_size = image_size, mask_size
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        img = Image.open(os.path.join(self.root, 'images', self.files[i])).convert('RGB')
-        mask = Image.open(os.path.join(self.root, 'masks', self.files[i])).convert('L')
-        img = np.asarray(img.resize((self.image_size,) * 2, Image.BILINEAR), np.float32).transpose(2, 0, 1)
-        mask = np.asarray(mask.resize((self.mask_size,) * 2, Image.BILINEAR)) > 127.5
-        return torch.from_numpy(img / 127.5 - 1), torch.from_numpy(mask).long()
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    """40 synthetic pairs at 16 px and a folder of 9 real pairs at 48 px; the real-data loader stands in if needed."""
-    import datasets
+    """40 synthetic pairs at 16 px and a folder of 9 real pairs (images/ + masks/) at 48 px."""
     root = tmp_path_factory.mktemp('seg')
-    stand_in = not hasattr(datasets, 'load_test_set')
-    with pytest.MonkeyPatch.context() as mp:
-        if stand_in:
-            mp.setattr(datasets, 'load_test_set', lambda data, image_size, mask_size=None, data_root=None:
-                       PairsTestSet(data, image_size, mask_size or image_size), raising=False)
-        yield dict(root=root, syn=write_pairs(root / 'syn', 40, 16, 'img', 'mask'),
-                   real=write_pairs(root / 'realpairs', 9, 48, 'images', 'masks', seed=1), stand_in=stand_in)
+    return dict(root=root, syn=write_pairs(root / 'syn', 40, 16, 'img', 'mask'),
+                real=write_pairs(root / 'realpairs', 9, 48, 'images', 'masks', seed=1))
 
 
 def invoke(cli, *args):
@@ -285,8 +260,6 @@ def test_e128_scores_at_128(data, tmp_path):
 
 
 def test_synthetic_real_data(data, tmp_path):
-    if data['stand_in']:
-        pytest.skip('datasets.load_test_set has not landed yet')
     results = seg_eval.run_segmentation(data['syn'], 'synthetic', str(tmp_path / 'run'), 16, 16, iters=1, batch=2,
                                         device='cpu', workers=0)
     assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter'}
@@ -305,10 +278,13 @@ def bad_syn(root, kind):
         os.remove(os.path.join(syn, 'mask', '000004.png'))
     elif kind == 'resolution':
         Image.new('RGB', (8, 8)).save(os.path.join(syn, 'mask', '000002.png'))
+    elif kind == 'corrupt':
+        with open(os.path.join(syn, 'img', '000003.png'), 'wb') as f:
+            f.write(b'not a png')
     return syn
 
 
-@pytest.mark.parametrize('kind', ['missing', 'empty', 'count', 'resolution', 'real'])
+@pytest.mark.parametrize('kind', ['missing', 'empty', 'count', 'resolution', 'corrupt', 'real'])
 def test_bad_input_is_one_line(data, tmp_path, kind):
     syn = str(tmp_path / 'nowhere') if kind == 'missing' else data['syn'] if kind == 'real' else bad_syn(tmp_path, kind)
     real = 'imagenet' if kind == 'real' else data['real']
