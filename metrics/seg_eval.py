@@ -6,13 +6,18 @@ One code path serves both protocols of the original:
 - E128: input_size = 64, score_size = 128; the logits are upsampled x2 (bilinear, align_corners=False) and scored
         against 128 x 128 masks, for val and test alike.
 
-Deliberate differences from the original, each a fix or a simplification with the same distribution:
-- the split is the original's: sorted file order, the first int(0.9 N) pairs train and the rest validate;
+Kept from the original:
+- the split by sorted file order, not at random: the first int(0.9 N) pairs train, the rest validate (fine for
+  i.i.d. generator samples);
+- Adam at a constant lr 1e-3: the original built StepLR(4000, 0.2) but never stepped it;
+- batch 64 (val/test 64 too), 6000 iterations, pixel-mean cross-entropy, selection by val foreground IoU.
+
+Changed, each a fix or a simplification with the same distribution:
 - the train order is a fresh seeded permutation per epoch, and every random draw is derived from (seed, iteration),
   so a resumed run continues exactly as an uninterrupted one would (the original used sg's InfiniteSampler);
-- the lr stays 1e-3: the original built StepLR(4000, 0.2) but never stepped it, so constant lr is parity;
 - the grids never draw training batches (the original consumed 4 before training);
-- per-image IoU/DICE of an image with empty prediction and empty ground truth is 1.0, not NaN.
+- per-image IoU/DICE of an image with empty prediction and empty ground truth is 1.0, not NaN;
+- only the best and the last checkpoints are kept unless keep_all (each is ~160 MB with the Adam state).
 """
 import glob
 import json
@@ -24,7 +29,6 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 import datasets
@@ -34,6 +38,7 @@ from datasets.parallel import ordered_map
 from dnnlib.util import UserError
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
+from training import visualize
 from training.seg_augment import PRESETS, AugmentPipe, augment_pair
 
 GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
@@ -45,6 +50,7 @@ VAL_INTERVAL = 1000
 def progress(iterable, **kwargs):
     """A tqdm bar on the real terminal: never teed into log.txt, and silent when stderr is not a TTY."""
     return tqdm(iterable, file=getattr(sys.stderr, 'stderr', sys.stderr), disable=None, leave=False, **kwargs)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Synthetic pairs: <syn>/img/NNNNNN.png and <syn>/mask/NNNNNN.png (mask = round(255 alpha) in all three channels).
@@ -153,24 +159,15 @@ def evaluate(net, loader, score_size, device, keep=GRID_CELLS):
     return meter.result(), kept
 
 
-def save_grid(path, columns, grid_w=GRID_COLUMNS):
-    """PNG of cells laid out grid_w across; each cell shows one tile from every column side by side.
+def save_grid(path, columns, cells_per_row=GRID_COLUMNS):
+    """PNG of cells, cells_per_row across; each cell shows one tile from every column side by side.
 
     columns: images float [N, 3, h, w] in [-1, 1] or masks int [N, H, W] in {0, 1}; all are shown at the largest size.
     """
     size = max(c.shape[-1] for c in columns)
-    tiles = []
-    for c in columns:
-        c = ((c.float() + 1) * 127.5) if c.ndim == 4 else (c[:, None].float() * 255).expand(-1, 3, -1, -1)
-        tiles.append(F.interpolate(c, size=(size, size), mode='nearest').clamp(0, 255).to(torch.uint8))
-    cells = torch.cat(tiles, dim=3)  # [N, 3, S, K*S]
-    n = len(cells)
-    grid_w = min(grid_w, n)
-    grid_h = -(-n // grid_w)
-    cells = torch.cat([cells, cells.new_zeros(grid_h * grid_w - n, *cells.shape[1:])])
-    _, ch, h, w = cells.shape
-    grid = cells.reshape(grid_h, grid_w, ch, h, w).permute(0, 3, 1, 4, 2).reshape(grid_h * h, grid_w * w, ch)
-    Image.fromarray(grid.numpy(), 'RGB').save(path)
+    tiles = np.stack([visualize.to_uint8(F.interpolate(c.float() if c.ndim == 4 else c[:, None].float(), size=size),
+                                         (-1, 1) if c.ndim == 4 else (0, 1)) for c in columns], axis=1)
+    visualize.save_grid(tiles.reshape(-1, *tiles.shape[2:]), path, cols=len(columns) * min(cells_per_row, len(tiles)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
