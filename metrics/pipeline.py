@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+import datasets
 import dnnlib
 from dnnlib.util import UserError
 from metrics import mine, samples, seg_eval
@@ -72,7 +73,6 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
     if min(n, seg_iters, mine_iters, scale) < 1:
         raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
                         f'{scale}')
-    seg_eval.check_real_data(real_data)  # Before hours of generation, not after.
     auto_dir = os.path.join(run_dir, 'auto_test')
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
@@ -85,16 +85,20 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             print(f'Snapshot: {snapshot} (kimg {kimg}, {how}{f", {metric} {value}" if value is not None else ""})')
 
         syn = os.path.join(auto_dir, samples.samples_dir_name(snapshot, kimg))
+        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}')
+        if not os.path.isfile(os.path.join(seg_dir, 'results.json')):
+            datasets.load_test_set(real_data, scale, data_root=data_root)  # Fail now, not after hours of sampling.
+
         with stage('samples', f'{n} samples -> {syn}', log_path, timing) as st:
             st['reused'] = samples.is_complete(syn, n, seed=seed)
             samples.generate_samples(snapshot, syn, n, seed=seed, device=device)
 
-        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}')
         with stage('segmentation', f'U-Net on {real_data} at {scale} px -> {seg_dir}', log_path, timing,
                    tee=False) as st:
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
-                                            iters=seg_iters, seed=seed, data_root=data_root, device=device)
+                                            iters=seg_iters, seed=seed, data_root=data_root, device=device,
+                                            workers=0)  # The test set is already in memory.
 
         mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
         with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
