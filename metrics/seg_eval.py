@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 import datasets
 import dnnlib
-from datasets.pairs import read_pair
+from datasets import drc
+from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
 from dnnlib.util import UserError
 from metrics.segmentation import SegmentationMeter
@@ -242,6 +243,15 @@ def validation_iters(iters):
 # The run.
 
 
+def check_real_data(real_data, data_root=None):
+    """Reject what datasets.load_test_set would reject, without decoding anything: fail before long work."""
+    if real_data in drc.FOLDERS:
+        drc.dataset_dir(real_data, datasets.resolve_data_root(data_root))
+    elif real_data != 'synthetic' and not is_pairs_folder(real_data):
+        raise UserError(f'unknown real data {real_data!r}; use cub, dog, car, synthetic or a folder with images/ and '
+                        f'masks/')
+
+
 def _check_same_protocol(run_dir, protocol):
     """A resumed or re-tested run must keep the settings it was trained with."""
     path = os.path.join(run_dir, 'training_options.json')
@@ -357,6 +367,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     if has_state:
         _check_same_protocol(run_dir, dict(input_size=input_size, score_size=score_size, aug=aug, batch=batch,
                                            seed=seed))
+    check_real_data(real_data, data_root)
     pairs = None if test_only else list_pairs(syn_dir)
     test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))

@@ -10,6 +10,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from dnnlib.util import UserError
+
 import eval_segmentation
 import eval_segmentation_eval128
 import segment_photos
@@ -294,8 +296,17 @@ def test_bad_input_is_one_line(data, tmp_path, kind):
     assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
 
 
+def test_check_real_data(data, tmp_path):
+    for ok in ('synthetic', data['real']):
+        seg_eval.check_real_data(ok)
+    with pytest.raises(UserError, match='unknown real data'):
+        seg_eval.check_real_data(str(tmp_path))  # A folder without images/ + masks/.
+    with pytest.raises(UserError, match='DRC cub folder not found'):
+        seg_eval.check_real_data('cub', data_root=str(tmp_path))
+
+
 def test_bad_input_exit_code_in_a_real_process(tmp_path, repo_root):
     proc = subprocess.run([sys.executable, 'eval_segmentation_eval128.py', '--syn-data', str(tmp_path / 'nowhere'),
-                           '--real-data', 'cub'], cwd=repo_root, capture_output=True, text=True)
+                           '--real-data', 'synthetic'], cwd=repo_root, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count('\n') == 1 and 'does not exist' in proc.stderr
