@@ -53,18 +53,6 @@ def stage(name, title, log_path, timing, tee=True):
     timing[name]['seconds'] = round(time.time() - t0, 3)
 
 
-def _read_json(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
-def _write_json(path, obj):
-    with dnnlib.util.atomic_write(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-
-
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
                   metric='fid10k_full', scale=64, seed=0, device=None):
     """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json."""
@@ -77,7 +65,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
     summary_path = os.path.join(auto_dir, 'summary.json')
-    previous = (_read_json(summary_path) or {}).get('timing', {})
+    previous = (samples.read_json(summary_path) or {}).get('timing', {})
     timing = {}
     try:
         with stage('snapshot', f'choose by {metric or "(no metric)"}', log_path, timing):
@@ -102,7 +90,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
 
         mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
         with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
-            mi = _read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
+            mi = samples.read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
             st['reused'] = mi is not None
             if mi is None:
                 mi = mine.eval_mi(syn, outdir=mi_dir, iters=mine_iters, resolution=scale, device=device, seed=seed)
@@ -120,8 +108,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters, results=seg),
             mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
             timing=timing)
-        _write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
-        _write_json(summary_path, summary)
+        seg_eval.write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
+        seg_eval.write_json(summary_path, summary)
         with dnnlib.util.Logger(log_path):
             print(f'=== auto-test | done: {json.dumps(dict(kimg=kimg, segmentation=seg, mi=mi))}')
     finally:

@@ -57,11 +57,6 @@ def read_jsonl(path):
     return records
 
 
-def _read_json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
 def _fmt(v):
     if isinstance(v, float):
         return f'{v:.4g}'
@@ -116,7 +111,7 @@ def section_options(run_dir, plot_dir):
     path = os.path.join(run_dir, 'training_options.json')
     if not os.path.isfile(path):
         return _note('No training_options.json.')
-    text = json.dumps(_read_json(path), indent=2)
+    text = json.dumps(samples.read_json(path), indent=2)
     return f'<details><summary>training_options.json</summary><pre>{html.escape(text)}</pre></details>\n'
 
 
@@ -189,7 +184,7 @@ def section_auto_test(run_dir, plot_dir):
     path = os.path.join(run_dir, 'auto_test', 'summary.json')
     if not os.path.isfile(path):
         return _note('No auto_test/summary.json (the automatic evaluation has not finished).')
-    s = _read_json(path)
+    s = samples.read_json(path)
     rows = [('snapshot', s.get('snapshot')), ('kimg', s.get('kimg')), ('chosen by', s.get('selection')),
             (s.get('metric') or 'metric', s.get('metric_value')), ('samples', s.get('samples', {}).get('dir')),
             ('real data', s.get('segmentation', {}).get('real_data'))]
@@ -203,7 +198,7 @@ def section_segmentation(run_dir, plot_dir):
         return _note('No segmentation results (no <samples>/<run>/results.json).')
     rows, previews = [], ''
     for path in found:
-        results, seg_dir = _read_json(path), os.path.dirname(path)
+        results, seg_dir = samples.read_json(path), os.path.dirname(path)
         rows.append((os.path.relpath(seg_dir, run_dir), *(results.get(k) for k in SEG_KEYS)))
         preview = os.path.join(seg_dir, 'seg-test.png')
         if os.path.isfile(preview):
@@ -217,7 +212,7 @@ def section_mi(run_dir, plot_dir):
         return _note('No MINE results (no <samples>/MI-estimation-MINE/<id>/MI_estimation_results.json).')
     rows = []
     for path in found:
-        r = _read_json(path)
+        r = samples.read_json(path)
         sep, single = r.get('separate', {}), r.get('single', {})
         rows.append((os.path.relpath(os.path.dirname(path), run_dir), sep.get('ave_MI_train1'),
                      sep.get('ave_MI_train2'), single.get('ave_MI_train')))

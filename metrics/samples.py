@@ -28,7 +28,7 @@ import torch
 
 import dnnlib
 from dnnlib.util import UserError
-from metrics.seg_eval import progress
+from metrics.seg_eval import progress, write_json
 
 LAYERS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 NOISE_MODES = ('const', 'random', 'none')
@@ -162,11 +162,17 @@ def save_png(array, path):
 # Generation.
 
 
-def _read_json(path):
+def read_json(path):
+    """The parsed file, or None when it does not exist."""
     if not os.path.isfile(path):
         return None
     with open(path, encoding='utf-8') as f:
         return json.load(f)
+
+
+def _settings(n, seed, truncation_psi, noise_mode):
+    """What a folder's samples depend on: all must match to reuse or resume it."""
+    return dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode)
 
 
 def first_missing(outdir, n):
@@ -178,8 +184,8 @@ def first_missing(outdir, n):
 
 def is_complete(outdir, n, seed=0, truncation_psi=1.0, noise_mode='const'):
     """True when outdir holds all n samples made with these settings (input.pkl written, no PNG missing)."""
-    settings = dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode)
-    recorded = _read_json(os.path.join(outdir, SETTINGS_NAME)) or {}
+    settings = _settings(n, seed, truncation_psi, noise_mode)
+    recorded = read_json(os.path.join(outdir, SETTINGS_NAME)) or {}
     return ({k: recorded.get(k) for k in settings} == settings and os.path.isfile(os.path.join(outdir, INPUT_NAME))
             and first_missing(outdir, n) == n)
 
@@ -187,7 +193,7 @@ def is_complete(outdir, n, seed=0, truncation_psi=1.0, noise_mode='const'):
 def _prepare_outdir(outdir, snapshot_path, settings):
     """Check that outdir is empty or was started with the same settings and snapshot; record both if new."""
     copy = os.path.join(outdir, 'network-snapshot' + ('.pkl' if snapshot_path.endswith('.pkl') else '.pt'))
-    recorded = _read_json(os.path.join(outdir, SETTINGS_NAME))
+    recorded = read_json(os.path.join(outdir, SETTINGS_NAME))
     if recorded is None:
         foreign = os.path.isfile(os.path.join(outdir, INPUT_NAME)) or \
             any(glob.glob(os.path.join(glob.escape(outdir), glob.escape(layer), '*.png')) for layer in LAYERS)
@@ -206,8 +212,7 @@ def _prepare_outdir(outdir, snapshot_path, settings):
         with open(snapshot_path, 'rb') as src, dnnlib.util.atomic_write(copy) as dst:
             shutil.copyfileobj(src, dst)
     if recorded is None:
-        with dnnlib.util.atomic_write(os.path.join(outdir, SETTINGS_NAME), 'w') as f:
-            json.dump(dict(settings, snapshot=os.path.abspath(snapshot_path)), f, indent=2)
+        write_json(os.path.join(outdir, SETTINGS_NAME), dict(settings, snapshot=os.path.abspath(snapshot_path)))
     for layer in LAYERS:
         os.makedirs(os.path.join(outdir, layer), exist_ok=True)
         for tmp in glob.glob(os.path.join(glob.escape(outdir), glob.escape(layer), '.tmp-*')):
@@ -223,7 +228,7 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
         raise UserError(f'unknown noise mode {noise_mode!r}; use one of {", ".join(NOISE_MODES)}')
     if not os.path.isfile(snapshot_path):
         raise UserError(f'snapshot {snapshot_path} does not exist; pass a network-snapshot file or a run directory')
-    settings = dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode)
+    settings = _settings(n, seed, truncation_psi, noise_mode)
     os.makedirs(outdir, exist_ok=True)
     _prepare_outdir(outdir, snapshot_path, settings)
     start = first_missing(outdir, n)
