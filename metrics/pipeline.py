@@ -15,7 +15,6 @@ import json
 import os
 import time
 
-import datasets
 import dnnlib
 from dnnlib.util import UserError
 from metrics import mine, samples, seg_eval
@@ -75,7 +74,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
         syn = os.path.join(auto_dir, samples.samples_dir_name(snapshot, kimg))
         seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}')
         if not os.path.isfile(os.path.join(seg_dir, 'results.json')):
-            datasets.load_test_set(real_data, scale, data_root=data_root)  # Fail now, not after hours of sampling.
+            seg_eval.check_real_data(real_data, data_root)  # Fail now, not after hours of sampling.
 
         with stage('samples', f'{n} samples -> {syn}', log_path, timing) as st:
             st['reused'] = samples.is_complete(syn, n, seed=seed)

@@ -286,7 +286,7 @@ def test_auto_test_falls_back_to_last_snapshot(tmp_path, capsys):
     snapshot, kimg, value, how = pipeline.choose_snapshot(run, 'fid10k_full')
     assert (snapshot, kimg, value, how) == (snap(run, 200), 200, None, 'last snapshot')
     assert 'LAST snapshot (kimg 200)' in capsys.readouterr().out
-    with pytest.raises(UserError, match='not a dataset name'):
+    with pytest.raises(UserError, match='unknown real data'):
         pipeline.run_auto_test(run, 'mnist')
     with pytest.raises(UserError, match='no network-snapshot'):
         pipeline.choose_snapshot(str(tmp_path), None)
