@@ -4,8 +4,8 @@ real) at a given resolution, width and batch. Prints one line per case: ms/step 
     python -m benchmarks.bench_train_step --res 32 --channel-base 4096 --channel-max 128 --batch 8 --impl both
     python -m benchmarks.bench_train_step --preset ILS_predL --res 64 --batch 32 --device cuda
 
---impl both times the original's pure-PyTorch path (reference upfirdn2d algorithm, NCHW everywhere) and ours
-(polyphase/separable upfirdn2d, NHWC on the CPU) in one run, interleaved, so the machine's noise hits both alike.
+--impl both times the reference upfirdn2d algorithm (the original's pure-PyTorch path) and ours (polyphase and
+separable) in one run, interleaved, so the machine's noise hits both alike.
 """
 import argparse
 import statistics
@@ -65,7 +65,6 @@ def main():
     times = {impl: [] for impl in impls}
     for i in range(args.warmup + args.iters):
         for impl in impls:  # Interleaved: both see the same background load.
-            networks.cpu_channels_last = impl == 'fast'
             with upfirdn2d.use_fallback(impl):
                 if device.type == 'cuda':
                     torch.cuda.synchronize()

@@ -22,15 +22,8 @@ def _block_dtype(use_fp16, force_fp32, device):
     return torch.float16 if use_fp16 and not force_fp32 and device.type == 'cuda' else torch.float32
 
 
-# oneDNN's convolutions are markedly faster on NHWC tensors, so CPU blocks use channels_last; the switch exists so
-# benchmarks can time the original's layout side by side.
-cpu_channels_last = True
-
-
-def _memory_format(channels_last, dtype, device):
-    if (channels_last and dtype == torch.float16) or (cpu_channels_last and device.type == 'cpu'):
-        return torch.channels_last
-    return torch.contiguous_format
+def _memory_format(channels_last, dtype):
+    return torch.channels_last if channels_last and dtype == torch.float16 else torch.contiguous_format
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -299,7 +292,7 @@ class SynthesisBlock(torch.nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         device = ws.device
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
-        memory_format = _memory_format(self.channels_last, dtype, device)
+        memory_format = _memory_format(self.channels_last, dtype)
         if fused_modconv is None:
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
@@ -544,7 +537,7 @@ class DiscriminatorBlock(torch.nn.Module):
     def forward(self, x, img, force_fp32=False):
         device = img.device if img is not None else x.device
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
-        memory_format = _memory_format(self.channels_last, dtype, device)
+        memory_format = _memory_format(self.channels_last, dtype)
         if x is not None:
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == 'skip':

@@ -164,20 +164,38 @@ def _run_rank(rank, args):
             log.__exit__(None, None, None)
 
 
+def _torchrun_world():
+    return int(os.environ.get('WORLD_SIZE', '1')) if 'RANK' in os.environ else 1
+
+
 def launch(args):
-    """Run the training processes: torchrun's, N spawned ones, or this one."""
-    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1:
-        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-        torch.distributed.init_process_group(backend=backend)
-        args = dict(args, num_gpus=torch.distributed.get_world_size())
-        _run_rank(torch.distributed.get_rank(), args)
-        torch.distributed.destroy_process_group()
-        return
+    """Run the training processes: N spawned ones for --gpus N, or just this one."""
     with tempfile.TemporaryDirectory() as temp_dir:
         if args['num_gpus'] == 1:
             _run_rank(0, args)
         else:
             torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
+
+
+def launch_torchrun(opts, script_resolution, cfg_names):
+    """Under torchrun every process runs this script: rank 0 validates and creates the run, then all ranks train."""
+    torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    message = [None, None]
+    if rank == 0:
+        try:
+            message = [prepare_run(dict(opts, gpus=world), script_resolution, cfg_names), None]
+        except UserError as e:
+            message = [None, str(e)]
+    torch.distributed.broadcast_object_list(message, src=0)
+    (args, go), error = message if message[1] is None else ((None, False), message[1])
+    if error is not None:
+        torch.distributed.destroy_process_group()
+        raise UserError(error)
+    if go:
+        _run_rank(rank, args)
+    torch.distributed.destroy_process_group()
+    return args, go and rank == 0
 
 
 def prepare_run(opts, resolution, cfg_names):
@@ -272,16 +290,20 @@ def click_options(resolution, cfg_names, default_cfg, default_auto_test):
     return decorate
 
 
-def main(resolution, **opts):
+def main(script_resolution, **opts):
     """Entry point of both scripts: validate, train, and optionally run the automatic evaluation."""
-    cfg_names, default_cfg = presets.SCRIPT_PRESETS[resolution]
+    cfg_names, _ = presets.SCRIPT_PRESETS[script_resolution]
     if opts['pl_weight'] is not None:
         print('Note: --pl-weight has no effect; ILSGAN disables path-length regularisation (as the original).')
-    args, go = prepare_run(opts, resolution, cfg_names)
+    if _torchrun_world() > 1:
+        args, go = launch_torchrun(opts, script_resolution, cfg_names)
+    else:
+        args, go = prepare_run(opts, script_resolution, cfg_names)
+        if go:
+            print(f'Training in {args["run_dir"]}')
+            launch(args)
     if not go:
         return
-    print(f'Training in {args["run_dir"]}')
-    launch(args)
     if opts['auto_test'] and not opts['dry_run']:
         from metrics import pipeline
         pipeline.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
