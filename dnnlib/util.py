@@ -71,6 +71,9 @@ def atomic_write(path, mode='wb'):
     """Write to a temporary file beside `path` and rename it into place, so readers never see half a file."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.tmp-', suffix=os.path.basename(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the result ordinary permissions.
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -62,5 +62,5 @@ class ModelBag(nn.Module):
         if self.distribution == 'neural_laplace':
             log_q = -log_scale + terms
         else:
-            log_q = terms - log_scale - 0.5 * math.log(2 * math.pi)  # The original omits the 1/2 on two terms.
+            log_q = terms - log_scale - 0.5 * math.log(2 * math.pi)  # As the original: no 1/2 on the first two terms.
         return -log_q.flatten(1).sum(dim=1).mean()

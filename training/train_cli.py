@@ -290,8 +290,21 @@ def click_options(resolution, cfg_names, default_cfg, default_auto_test):
     return decorate
 
 
+def make_command(script_resolution, default_auto_test):
+    """The click command of train_ILS_<R>.py (also used by the demo)."""
+    cfg_names, default_cfg = presets.SCRIPT_PRESETS[script_resolution]
+
+    @click.command()
+    @click_options(script_resolution, cfg_names, default_cfg, default_auto_test)
+    @dnnlib.util.cli_errors
+    def command(**opts):
+        return main(script_resolution, **opts)
+    return command
+
+
 def main(script_resolution, **opts):
-    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation."""
+    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation.
+    Returns the run directory (None for a dry run)."""
     cfg_names, _ = presets.SCRIPT_PRESETS[script_resolution]
     if opts['pl_weight'] is not None:
         print('Note: --pl-weight has no effect; ILSGAN disables path-length regularisation (as the original).')
@@ -303,10 +316,12 @@ def main(script_resolution, **opts):
             print(f'Training in {args["run_dir"]}')
             launch(args)
     if not go:
-        return
-    if opts['auto_test'] and not opts['dry_run']:
+        return None
+    if opts['auto_test']:
         from metrics import pipeline
         pipeline.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
-                               metric=(args['metrics'] or [None])[0])
+                               metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
+                               seed=opts['seed'])
+    return args['run_dir']

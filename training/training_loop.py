@@ -58,7 +58,10 @@ class BatchFeeder:
 
 
 def _rng_state():
-    state = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state()}
+    # numpy's state as plain values, so that training-state.pt loads with weights_only=True.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {'torch': torch.get_rng_state(),
+             'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -66,7 +69,8 @@ def _rng_state():
 
 def _set_rng_state(state):
     torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
 
@@ -241,11 +245,11 @@ def training_loop(
             augment_on = float(augment_pipe.p) > 0  # One host sync every ada_interval iterations.
 
         done = cur_nimg >= total_kimg * 1000
-        if not done and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+        # Tick 0 ends after the first iteration (as StyleGAN2-ADA), so kimg 0 gets a snapshot and metrics too.
+        if not done and cur_tick != 0 and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
             continue
 
         # End of tick.
-        cur_tick += 1
         tick_end_time = time.time()
         sigma = loss.sigma(cur_nimg // 1000)
         training_stats.report('Progress/tick', cur_tick)
@@ -296,8 +300,9 @@ def training_loop(
                     metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=snap_path, sigma=sigma)
             # The state comes last: a resumed run restarts after everything this snapshot wrote.
             _save_training_state(os.path.join(run_dir, STATE_FILE), rank, num_gpus, G, D, G_ema, bag, augment_pipe,
-                                 ada, G_opt, D_opt, cur_nimg, cur_tick, batch_idx)
+                                 ada, G_opt, D_opt, cur_nimg, cur_tick + 1, batch_idx)
         maintenance_time = time.time() - maintenance_start
+        cur_tick += 1
         tick_start_nimg = cur_nimg
         tick_start_time = time.time()
 
