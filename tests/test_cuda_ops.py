@@ -168,6 +168,25 @@ def test_compile_check(tmp_path):
         assert os.path.getsize(cmd[cmd.index('-o') + 1]) > 0
 
 
+def _quoted_includes(path):
+    with open(path) as fh:
+        return re.findall(r'^\s*#\s*include\s+"([^"]+)"', fh.read(), re.MULTILINE)
+
+
+@pytest.mark.parametrize('name', ['bias_act', 'upfirdn2d'])
+def test_plugin_headers_cover_includes(name):
+    """get_plugin copies and hashes only the headers it is given: they must be every header the sources include."""
+    listed = cuda_plugins.plugin_headers(name)
+    todo, seen = [f'{name}_plugin.cpp', f'{name}_kernel.cu'], set()
+    while todo:
+        f = todo.pop()
+        for inc in _quoted_includes(os.path.join(OPS_DIR, f)):
+            if inc not in seen:
+                seen.add(inc)
+                todo.append(inc)
+    assert seen == set(listed), (sorted(seen), listed)
+
+
 # ================================================================================================================
 # get_plugin failure handling and the ILSGAN_NO_CUDA_OPS switch (CPU).
 
@@ -309,7 +328,7 @@ static void up_generic(const upfirdn2d::Params& p) {
 // Shared memory is surrounded by NaN guards and reset to NaN per block so that stray reads show up.
 template <class Cfg, typename T>
 static void up_tiled(const upfirdn2d::Params& p) {
-    typedef typename upfirdn2d::Cvt<T>::acc_t A;
+    typedef typename Cvt<T>::acc_t A;
     const int nthreads = upfirdn2d::kTiledThreads;
     const upfirdn2d::TileGrid g = upfirdn2d::tiled_grid<Cfg>(p);
     const int64_t gz = g.images < 65535 ? g.images : 65535;
@@ -483,7 +502,9 @@ def emu_plugin_ops(tmp_path_factory):
     d = tmp_path_factory.mktemp('emu_plugin')
     harness = d / 'emu_harness.cpp'
     harness.write_text(_HARNESS)
-    headers = [os.path.join(OPS_DIR, h) for h in ('bias_act_kernel.h', 'upfirdn2d_kernel.h')]
+    # The harness includes both kernel headers.
+    names = dict.fromkeys(cuda_plugins.plugin_headers('bias_act') + cuda_plugins.plugin_headers('upfirdn2d'))
+    headers = [os.path.join(OPS_DIR, h) for h in names]
     old_cache = os.environ.get('ILSGAN_CUDA_OPS_CACHE')
     os.environ['ILSGAN_CUDA_OPS_CACHE'] = str(d / 'cache')
     ops = {}

@@ -10,13 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef ILSGAN_HD
-#if defined(__CUDACC__)
-#define ILSGAN_HD __host__ __device__ __forceinline__
-#else
-#define ILSGAN_HD inline
-#endif
-#endif
+#include "kernel_common.h"
 
 namespace ilsgan {
 namespace bias_act {
@@ -33,9 +27,6 @@ enum Act : int {
 //   kGrad2:   out = x * dy * act''(s) * gain        (x is d(dL/dx) of the second-order pass)
 // In both gradient modes the result is zeroed where the forward output was clamped.
 enum Mode : int { kForward = 0, kGrad1 = 1, kGrad2 = 2 };
-
-// Storage types understood by the launcher.
-enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 
 struct Params {
     const void* x;     // main input (see Mode)
@@ -198,19 +189,7 @@ template <> struct ActMath<kSwish> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Storage <-> accumulation conversion. float/double here; the .cu adds half and bfloat16.
-
-template <typename T> struct Cvt;
-template <> struct Cvt<float> {
-    typedef float acc_t;
-    ILSGAN_HD static float load(const float* p, int64_t i) { return p[i]; }
-    ILSGAN_HD static float to_storage(float v) { return v; }
-};
-template <> struct Cvt<double> {
-    typedef double acc_t;
-    ILSGAN_HD static double load(const double* p, int64_t i) { return p[i]; }
-    ILSGAN_HD static double to_storage(double v) { return v; }
-};
+// Per-element kernel body. Storage <-> accumulation conversion (Cvt) comes from kernel_common.h.
 
 // Index of the bias element that applies to linear element i (dense layout).
 ILSGAN_HD int64_t bias_index(const Params& p, int64_t i) {

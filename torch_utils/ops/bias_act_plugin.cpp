@@ -7,38 +7,14 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
-#ifndef ILSGAN_HOST_EMULATION
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 #include "bias_act_kernel.h"
+#include "plugin_common.h"
 
 namespace {
 
-// ILSGAN_HOST_EMULATION is a test-only build (tests/test_cuda_ops.py): the launcher is a host emulation of the
-// kernels, and the op is registered for CPU tensors under the namespace ilsgan_<op>_emu.
-#ifdef ILSGAN_HOST_EMULATION
-#define ILSGAN_DEVICE_NAME "CPU"
-bool on_device(const at::Tensor& t) { return t.is_cpu(); }
-const char* launch_error(int) { return "host emulation rejected the launch"; }
-#else
-#define ILSGAN_DEVICE_NAME "CUDA"
-bool on_device(const at::Tensor& t) { return t.is_cuda(); }
-const char* launch_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
-#endif
-
 using ilsgan::bias_act::Params;
-
-int dtype_code(at::ScalarType t) {
-    switch (t) {
-        case at::kFloat: return ilsgan::bias_act::kFloat32;
-        case at::kDouble: return ilsgan::bias_act::kFloat64;
-        case at::kHalf: return ilsgan::bias_act::kFloat16;
-        case at::kBFloat16: return ilsgan::bias_act::kBFloat16;
-        default: return -1;
-    }
-}
+using namespace ilsgan::plugin;  // on_device, dtype_code, launch_on, launch_error
 
 // True when a and b address their elements identically (strides of size-1 dims do not matter).
 bool same_layout(const at::Tensor& a, const at::Tensor& b) {
@@ -126,12 +102,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     p.gain = static_cast<float>(gain);
     p.clamp = static_cast<float>(clamp);
 
-#ifdef ILSGAN_HOST_EMULATION
-    const int err = ilsgan::bias_act::launch_bias_act(p, dtype, nullptr);
-#else
-    const c10::cuda::CUDAGuard guard(x.device());
-    const int err = ilsgan::bias_act::launch_bias_act(p, dtype, c10::cuda::getCurrentCUDAStream().stream());
-#endif
+    const int err = launch_on(x, [&](void* stream) { return ilsgan::bias_act::launch_bias_act(p, dtype, stream); });
     TORCH_CHECK(err == 0, "bias_act: kernel launch failed: ", launch_error(err));
     return out;
 }
@@ -142,10 +113,4 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     "bias_act(Tensor x, Tensor? b, Tensor? xref, Tensor? yref, Tensor? dy, int mode, int dim, int act, " \
     "float alpha, float gain, float clamp) -> Tensor"
 
-#ifdef ILSGAN_HOST_EMULATION
-TORCH_LIBRARY(ilsgan_bias_act_emu, m) { m.def(ILSGAN_BIAS_ACT_SCHEMA); }
-TORCH_LIBRARY_IMPL(ilsgan_bias_act_emu, CPU, m) { m.impl("bias_act", &bias_act); }
-#else
-TORCH_LIBRARY(ilsgan_bias_act, m) { m.def(ILSGAN_BIAS_ACT_SCHEMA); }
-TORCH_LIBRARY_IMPL(ilsgan_bias_act, CUDA, m) { m.impl("bias_act", &bias_act); }
-#endif
+ILSGAN_REGISTER_OP(bias_act, ILSGAN_BIAS_ACT_SCHEMA)

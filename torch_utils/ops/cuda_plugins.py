@@ -44,11 +44,21 @@ _ops = {}          # 'bias_act' / 'upfirdn2d' -> callable op, or None when the p
 _test_ops = None   # tests only: {'bias_act': fn, 'upfirdn2d': fn} used instead of the plugins, on any device
 
 
+# Headers included by both plugins (next to each op's own <name>_kernel.h).
+COMMON_HEADERS = ('kernel_common.h', 'plugin_common.h')
+
+
+def plugin_headers(name):
+    """Every header the sources of plugin `name` include: get_plugin copies them next to the sources and hashes
+    them into the build's cache key, so an edited header gets a fresh build."""
+    return [f'{name}_kernel.h', *COMMON_HEADERS]
+
+
 def _build_op(name):
     lib = custom_ops.get_plugin(
         f'{name}_plugin',
         sources=[f'{name}_plugin.cpp', f'{name}_kernel.cu'],
-        headers=[f'{name}_kernel.h'],
+        headers=plugin_headers(name),
         source_dir=_SRC_DIR,
         is_python_module=False,      # the .cpp registers a dispatcher op (TORCH_LIBRARY), no pybind11
         extra_cflags=['-O2'],

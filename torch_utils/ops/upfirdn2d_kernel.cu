@@ -11,17 +11,6 @@
 namespace ilsgan {
 namespace upfirdn2d {
 
-template <> struct Cvt<__half> {
-    typedef float acc_t;
-    ILSGAN_HD static float load(const __half* p, int64_t i) { return __half2float(p[i]); }
-    ILSGAN_HD static __half to_storage(float v) { return __float2half_rn(v); }
-};
-template <> struct Cvt<__nv_bfloat16> {
-    typedef float acc_t;
-    ILSGAN_HD static float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-    ILSGAN_HD static __nv_bfloat16 to_storage(float v) { return __float2bfloat16_rn(v); }
-};
-
 constexpr int kGenericThreads = 256;
 constexpr int64_t kMaxGenericBlocks = 1 << 20;
 constexpr int64_t kMaxGridZ = 65535;

@@ -16,13 +16,7 @@
 
 #include <cstdint>
 
-#ifndef ILSGAN_HD
-#if defined(__CUDACC__)
-#define ILSGAN_HD __host__ __device__ __forceinline__
-#else
-#define ILSGAN_HD inline
-#endif
-#endif
+#include "kernel_common.h"
 
 // Loop unrolling hint for the device pass only (host compilers warn about the unknown pragma).
 #if defined(__CUDA_ARCH__)
@@ -33,8 +27,6 @@
 
 namespace ilsgan {
 namespace upfirdn2d {
-
-enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 
 // Kernel selection: kAuto picks a tiled kernel when one is instantiated for the configuration.
 enum Impl : int { kAuto = 0, kGeneric = 1, kTiled = 2 };
@@ -71,19 +63,6 @@ inline int64_t out_size(int64_t in, int64_t up, int64_t down, int64_t pad0, int6
 ILSGAN_HD float filter_tap(const Params& p, int ty, int tx) {
     return p.flip_filter ? p.f[ty * p.fw + tx] : p.f[(p.fh - 1 - ty) * p.fw + (p.fw - 1 - tx)];
 }
-
-// Storage <-> accumulation conversion; the .cu adds half and bfloat16.
-template <typename T> struct Cvt;
-template <> struct Cvt<float> {
-    typedef float acc_t;
-    ILSGAN_HD static float load(const float* p, int64_t i) { return p[i]; }
-    ILSGAN_HD static float to_storage(float v) { return v; }
-};
-template <> struct Cvt<double> {
-    typedef double acc_t;
-    ILSGAN_HD static double load(const double* p, int64_t i) { return p[i]; }
-    ILSGAN_HD static double to_storage(double v) { return v; }
-};
 
 // =============================================================================================
 // Generic kernel: one thread per output pixel; loops over the taps that land on input samples.

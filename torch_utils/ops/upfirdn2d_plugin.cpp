@@ -8,38 +8,14 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
-#ifndef ILSGAN_HOST_EMULATION
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 #include "upfirdn2d_kernel.h"
+#include "plugin_common.h"
 
 namespace {
 
-// ILSGAN_HOST_EMULATION is a test-only build (tests/test_cuda_ops.py): the launcher is a host emulation of the
-// kernels, and the op is registered for CPU tensors under the namespace ilsgan_<op>_emu.
-#ifdef ILSGAN_HOST_EMULATION
-#define ILSGAN_DEVICE_NAME "CPU"
-bool on_device(const at::Tensor& t) { return t.is_cpu(); }
-const char* launch_error(int) { return "host emulation rejected the launch"; }
-#else
-#define ILSGAN_DEVICE_NAME "CUDA"
-bool on_device(const at::Tensor& t) { return t.is_cuda(); }
-const char* launch_error(int err) { return cudaGetErrorString(static_cast<cudaError_t>(err)); }
-#endif
-
 using ilsgan::upfirdn2d::Params;
-
-int dtype_code(at::ScalarType t) {
-    switch (t) {
-        case at::kFloat: return ilsgan::upfirdn2d::kFloat32;
-        case at::kDouble: return ilsgan::upfirdn2d::kFloat64;
-        case at::kHalf: return ilsgan::upfirdn2d::kFloat16;
-        case at::kBFloat16: return ilsgan::upfirdn2d::kBFloat16;
-        default: return -1;
-    }
-}
+using namespace ilsgan::plugin;  // on_device, dtype_code, launch_on, launch_error
 
 bool fits_int(int64_t v) { return v >= 0 && v <= std::numeric_limits<int>::max() / 4; }
 
@@ -98,13 +74,9 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f_in, int64_t upx, i
     p.c_fastest = (C > 1 && y.stride(1) == 1) ? 1 : 0;
     p.gain = static_cast<float>(gain);
 
-#ifdef ILSGAN_HOST_EMULATION
-    const int err = ilsgan::upfirdn2d::launch_upfirdn2d(p, dtype, static_cast<int>(impl), nullptr);
-#else
-    const c10::cuda::CUDAGuard guard(x.device());
-    const int err = ilsgan::upfirdn2d::launch_upfirdn2d(p, dtype, static_cast<int>(impl),
-                                                        c10::cuda::getCurrentCUDAStream().stream());
-#endif
+    const int err = launch_on(x, [&](void* stream) {
+        return ilsgan::upfirdn2d::launch_upfirdn2d(p, dtype, static_cast<int>(impl), stream);
+    });
     TORCH_CHECK(err == 0, "upfirdn2d: kernel launch failed (", launch_error(err),
                 impl == ilsgan::upfirdn2d::kTiled ? "; no tiled kernel for this configuration?)" : ")");
     return y;
@@ -116,10 +88,4 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f_in, int64_t upx, i
     "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, " \
     "int pady0, int pady1, bool flip_filter, float gain, int impl) -> Tensor"
 
-#ifdef ILSGAN_HOST_EMULATION
-TORCH_LIBRARY(ilsgan_upfirdn2d_emu, m) { m.def(ILSGAN_UPFIRDN2D_SCHEMA); }
-TORCH_LIBRARY_IMPL(ilsgan_upfirdn2d_emu, CPU, m) { m.impl("upfirdn2d", &upfirdn2d); }
-#else
-TORCH_LIBRARY(ilsgan_upfirdn2d, m) { m.def(ILSGAN_UPFIRDN2D_SCHEMA); }
-TORCH_LIBRARY_IMPL(ilsgan_upfirdn2d, CUDA, m) { m.impl("upfirdn2d", &upfirdn2d); }
-#endif
+ILSGAN_REGISTER_OP(upfirdn2d, ILSGAN_UPFIRDN2D_SCHEMA)
