@@ -16,10 +16,10 @@ from training import train_cli
 
 @click.command()
 @click.option('--outdir', default='demo-runs', show_default=True, help='Parent of the run directory')
-@click.option('--kimg', type=click.IntRange(min=1), default=12, show_default=True, help='Training length')
-@click.option('--samples', type=click.IntRange(min=10), default=2000, show_default=True, help='Synthetic pairs for the U-Net')
-@click.option('--seg-iters', type=click.IntRange(min=1), default=200, show_default=True, help='U-Net iterations')
-@click.option('--mine-iters', type=click.IntRange(min=1), default=300, show_default=True, help='MINE iterations')
+@click.option('--kimg', type=click.IntRange(min=1), default=8, show_default=True, help='Training length')
+@click.option('--samples', type=click.IntRange(min=10), default=1000, show_default=True, help='Synthetic pairs for the U-Net')
+@click.option('--seg-iters', type=click.IntRange(min=1), default=150, show_default=True, help='U-Net iterations')
+@click.option('--mine-iters', type=click.IntRange(min=1), default=200, show_default=True, help='MINE iterations')
 @click.option('--resolution', type=int, default=32, show_default=True, help='Image size')
 @click.option('--seed', type=int, default=0, show_default=True)
 @cli_errors
