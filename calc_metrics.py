@@ -4,7 +4,6 @@ Examples:
   python calc_metrics.py --network=runs/00000-cub64/network-snapshot-004200.pkl --data=cub
   python calc_metrics.py --network=runs/00000-cub64 --data=cub --metrics=fid10k_full   # every snapshot of a run
 """
-import glob
 import json
 import os
 
@@ -12,18 +11,18 @@ import click
 import torch
 
 from dnnlib.util import UserError, cli_errors
-from metrics import metric_main
+from metrics import metric_main, samples
 
 
 def _snapshots(network):
-    """(run_dir, [snapshot paths]) for a snapshot file or a run directory."""
+    """(run_dir, [snapshot paths]) for a snapshot file or a run directory (ours .pt or the original's .pkl)."""
     if os.path.isdir(network):
-        pkls = sorted(glob.glob(os.path.join(network, 'network-snapshot-*.pkl')))
-        if not pkls:
-            raise UserError(f'no network-snapshot-*.pkl in {network}; pass a snapshot file or a run directory')
-        return network, pkls
+        found = samples.list_snapshots(network)
+        if not found:
+            raise UserError(f'no network-snapshot-*.pt or *.pkl in {network}; pass a snapshot file or a run directory')
+        return network, [found[kimg] for kimg in sorted(found)]
     if not os.path.isfile(network):
-        raise UserError(f'--network not found: {network}; pass a snapshot .pkl or a run directory')
+        raise UserError(f'--network not found: {network}; pass a snapshot file or a run directory')
     return os.path.dirname(os.path.abspath(network)), [network]
 
 
@@ -36,7 +35,7 @@ def _already_scored(run_dir, metric):
 
 
 @click.command()
-@click.option('--network', required=True, help='Snapshot .pkl, or a run directory (scores each snapshot not yet scored)')
+@click.option('--network', required=True, help='Snapshot file, or a run directory (scores each snapshot not yet scored)')
 @click.option('--metrics', default='fid10k_full,kid10k_full', show_default=True, help='Comma-separated metric names')
 @click.option('--data', required=True, help='Training-set spec, as given to training')
 @click.option('--data-root', default=None, help='Root folder of the datasets')
