@@ -5,7 +5,6 @@ Gaussian over x. ModelBag holds one estimator per region pair; it trains in D's 
 """
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
