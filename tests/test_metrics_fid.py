@@ -120,4 +120,4 @@ def test_calc_metrics_cli_rejects_bad_input_with_one_line(tmp_path):
     result = CliRunner().invoke(calc_metrics.main, ['--network', str(tmp_path), '--data', 'x', '--metrics', 'fid10'])
     assert result.exit_code == 2 and "invalid --metrics 'fid10'" in result.output
     result = CliRunner().invoke(calc_metrics.main, ['--network', str(tmp_path), '--data', 'x'])
-    assert result.exit_code == 2 and 'no network-snapshot-*.pkl' in result.output
+    assert result.exit_code == 2 and 'no network-snapshot-*.pt or *.pkl' in result.output
