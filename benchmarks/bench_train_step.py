@@ -4,16 +4,17 @@ real) at a given resolution, width and batch. Prints one line per case: ms/step 
     python -m benchmarks.bench_train_step --res 32 --channel-base 4096 --channel-max 128 --batch 8 --impl both
     python -m benchmarks.bench_train_step --preset ILS_predL --res 64 --batch 32 --device cuda
 
---impl both times the reference upfirdn2d algorithm (the original's pure-PyTorch path) and ours (polyphase and
-separable) in one run, interleaved, so the machine's noise hits both alike.
+--impl both times the original's formulation of the ops (benchmarks/original_path.py) and ours on the same
+networks and inputs in one run, interleaved step by step, so the machine's noise hits both alike.
 """
 import argparse
+import contextlib
 import statistics
 import time
 
 import torch
 
-from torch_utils.ops import upfirdn2d
+from benchmarks.original_path import original_formulation
 from training import loss as loss_lib
 from training import networks, presets
 
@@ -52,7 +53,7 @@ def main():
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--impl', default='fast', choices=['fast', 'ref', 'both'])
+    parser.add_argument('--impl', default='ours', choices=['ours', 'original', 'both'])
     parser.add_argument('--fp32', action='store_true', help='no fp16 blocks on CUDA')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args()
@@ -61,11 +62,11 @@ def main():
     torch.backends.cudnn.benchmark = True
     G, D, loss = build(args, device)
     real = torch.randn([args.batch, 3, args.res, args.res], device=device)
-    impls = ['ref', 'fast'] if args.impl == 'both' else [args.impl]
+    impls = ['original', 'ours'] if args.impl == 'both' else [args.impl]
     times = {impl: [] for impl in impls}
     for i in range(args.warmup + args.iters):
         for impl in impls:  # Interleaved: both see the same background load.
-            with upfirdn2d.use_fallback(impl):
+            with original_formulation() if impl == 'original' else contextlib.nullcontext():
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
                 start = time.perf_counter()
@@ -79,9 +80,9 @@ def main():
         ms = statistics.median(times[impl]) * 1000
         print(f'train_step device={device.type} torch={torch.__version__} threads={torch.get_num_threads()} '
               f'preset={args.preset} res={args.res} cbase={args.channel_base} cmax={args.channel_max} batch={args.batch} '
-              f'upfirdn2d={impl}: {ms:.1f} ms/step (median of {args.iters}), {args.batch / ms * 1000:.1f} img/s{mem}')
+              f'ops={impl}: {ms:.1f} ms/step (median of {args.iters}), {args.batch / ms * 1000:.1f} img/s{mem}')
     if len(impls) == 2:
-        print(f'speed-up fast vs ref: {statistics.median(times["ref"]) / statistics.median(times["fast"]):.2f}x')
+        print(f'speed-up ours vs original: {statistics.median(times["original"]) / statistics.median(times["ours"]):.2f}x')
 
 
 if __name__ == '__main__':

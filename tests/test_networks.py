@@ -106,6 +106,28 @@ def test_fp16_blocks_run_in_fp32_on_cpu(gold):
     assert D(img, None).dtype == torch.float32
 
 
+def test_conv_clamp_is_skipped_on_cpu(gold):
+    """Clamping guards fp16 on CUDA only: on the CPU a tiny clamp changes nothing."""
+    cfg = dict(gold['config'], conv_clamp=1e-3)
+    G, D = build(cfg)
+    G.load_state_dict(gold['G_state'], strict=True)
+    D.load_state_dict(gold['D_state'], strict=True)
+    with torch.no_grad():
+        out = G(gold['z'], None, return_layers=True, noise_mode='const')
+        logits = D(gold['D_in'], None)
+    assert rel_err(out['img'], gold['layers']['img']) < 1e-3 and rel_err(logits, gold['D_out']) < 1e-3
+
+
+def test_cpu_activations_are_channels_last_and_outputs_contiguous(nets):
+    G, D = nets
+    seen = []
+    hook = G.synthesis_bg.b16.conv1.register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        img = G(torch.randn(2, 512), None)
+    hook.remove()
+    assert seen == [True] and img.is_contiguous() and D(img, None).is_contiguous()
+
+
 def test_r1_double_backward_through_discriminator(nets):
     _, D = nets
     D = D.train().requires_grad_(True)

@@ -106,3 +106,29 @@ def test_fast_upfirdn2d_equals_reference(f, up, down, padding, flip_filter):
     ref = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=2.5, impl='ref')
     fast = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=2.5, impl='fast')
     assert fast.shape == ref.shape and rel_err(fast, ref) < 1e-5
+
+
+@pytest.mark.parametrize('act', ['linear', 'relu', 'lrelu'])
+@pytest.mark.parametrize('with_bias', [False, True])
+def test_bias_act_in_place_steps_keep_the_input_and_the_plain_result(act, with_bias):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True) if with_bias else None
+    before = x.detach().clone()
+    y = bias_act.bias_act(x, b, act=act, gain=1.7)
+    plain = bias_act.activation_funcs[act].func(x + (b.reshape(1, -1, 1, 1) if with_bias else 0), 0.2) * 1.7
+    assert torch.equal(x.detach(), before)
+    assert torch.allclose(y, plain, rtol=1e-12, atol=1e-12)
+    inputs = (x, b) if with_bias else (x,)
+    fn = lambda *a: bias_act.bias_act(a[0], a[1] if with_bias else None, act=act, gain=1.7)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs) and torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_channels_last_input_gives_the_same_convolution():
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(5, 4, 3, 3)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    for up, down in [(1, 1), (2, 1), (1, 2)]:
+        a = conv2d_resample.conv2d_resample(x, w, f=f, up=up, down=down, padding=1)
+        b = conv2d_resample.conv2d_resample(x.to(memory_format=torch.channels_last), w, f=f, up=up, down=down, padding=1)
+        assert rel_err(b, a) < 1e-6

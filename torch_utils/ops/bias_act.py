@@ -51,7 +51,11 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
 
 
 def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None):
-    """Reference implementation from plain PyTorch ops (differentiable to any order)."""
+    """Reference implementation from plain PyTorch ops (differentiable to any order).
+
+    For linear/relu/lrelu, act(x + b) * gain == act((x + b) * gain) (gain > 0), so the gain and the activation run in
+    place on the one new tensor: two fewer full-size allocations per call, the same values up to rounding.
+    """
     spec = activation_funcs[act]
     alpha = float(spec.def_alpha if alpha is None else alpha)
     gain = float(spec.def_gain if gain is None else gain)
@@ -59,9 +63,25 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
     if b is not None:
         assert b.ndim == 1 and b.shape[0] == x.shape[dim]
         x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    x = spec.func(x, alpha)
-    if gain != 1:
-        x = x * gain
+    if act in _IN_PLACE and gain > 0:
+        if b is None:
+            x = x * gain  # A new tensor: the caller's is never modified.
+        elif gain != 1:
+            x.mul_(gain)
+        if act != 'linear':
+            _IN_PLACE[act](x, alpha)
+    else:
+        x = spec.func(x, alpha)
+        if gain != 1:
+            x = x * gain
     if clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+# Positively homogeneous activations with an in-place form whose backward needs only its output.
+_IN_PLACE = {
+    'linear': None,
+    'relu': lambda x, a: torch.relu_(x),
+    'lrelu': lambda x, a: torch.nn.functional.leaky_relu_(x, a),
+}

@@ -1,4 +1,6 @@
 """2-D convolution combined with FIR up/downsampling, ordered so that each case does the least work."""
+import torch
+
 from . import conv2d_gradfix
 from .upfirdn2d import _get_filter_size, _parse_padding, upfirdn2d
 
@@ -7,7 +9,11 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
     """conv2d computes a correlation; flip_weight=False asks for a true convolution."""
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
+    if x.is_contiguous(memory_format=torch.channels_last):
+        w = w.contiguous(memory_format=torch.channels_last)  # oneDNN is fastest with both in the same layout.
     op = conv2d_gradfix.conv_transpose2d if transpose else conv2d_gradfix.conv2d
+    if x.is_contiguous(memory_format=torch.channels_last):
+        w = w.contiguous(memory_format=torch.channels_last)
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 
