@@ -19,16 +19,20 @@ from training import loss as loss_lib
 from training import networks, presets
 
 
-def build(args, device):
+def build(args, device, impl):
+    """G, D and the loss, with the same weights for every impl (seeded); `original` keeps its NCHW weights."""
+    torch.manual_seed(0)
     spec = presets.get_preset(args.preset)
     cbase = args.channel_base or spec.channel_base
     cmax = args.channel_max or spec.channel_max
     fp16 = spec.num_fp16_res if device.type == 'cuda' and not args.fp32 else 0
     common = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=fp16, conv_clamp=256 if fp16 else None)
     G = networks.PerturbGenerator(z_dim=512, w_dim=512, c_dim=0, img_resolution=args.res, img_channels=3,
-                                  mapping_kwargs=dict(num_layers=args.map or spec.map), synthesis_kwargs=common).to(device)
+                                  mapping_kwargs=dict(num_layers=args.map or spec.map), synthesis_kwargs=common)
     D = networks.DiscriminatorOpen(c_dim=0, img_resolution=args.res, img_channels=3,
-                                   epilogue_kwargs=dict(mbstd_group_size=4), **common).to(device)
+                                   epilogue_kwargs=dict(mbstd_group_size=4), **common)
+    place = networks.to_device if impl == 'ours' else (lambda module, device: module.to(device))
+    G, D = place(G, device), place(D, device)
     loss = loss_lib.ILSLoss(device, G, D, r1_gamma=0.0002 * args.res ** 2 / args.batch)
     return G.train(), D.train(), loss
 
@@ -58,11 +62,10 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
-    G, D, loss = build(args, device)
-    real = torch.randn([args.batch, 3, args.res, args.res], device=device)
     impls = ['original', 'ours'] if args.impl == 'both' else [args.impl]
+    nets = {impl: build(args, device, impl) for impl in impls}
+    real = torch.randn([args.batch, 3, args.res, args.res], device=device)
     times = {impl: [] for impl in impls}
     for i in range(args.warmup + args.iters):
         for impl in impls:  # Interleaved: both see the same background load.
@@ -70,7 +73,7 @@ def main():
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                step(G, D, loss, real, args.batch, device)
+                step(*nets[impl], real, args.batch, device)
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
                 if i >= args.warmup:

@@ -6,7 +6,8 @@ result:
 - modulated_conv2d materialises the per-sample weights [N,O,I,kh,kw] to compute the demodulation coefficients;
 - bias_act allocates a new tensor for the bias, the activation and the gain;
 - dense layers scale their weights by the equalised-lr gain on every call;
-- fp32 activations stay in the contiguous (NCHW) layout.
+- fp32 activations stay in the contiguous (NCHW) layout;
+- the D phase runs D once on the fakes and once on the reals.
 Its training loop also ran the D fake backward under anomaly detection and an extra mapping pass for style mixing
 at probability 0; neither is emulated here, so the measured speed-up is a lower bound.
 """
@@ -15,7 +16,7 @@ import contextlib
 import torch
 
 from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
-from training import networks
+from training import loss, networks
 
 
 def _modulated_conv2d_original(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -68,6 +69,10 @@ def _fully_connected_original(self, x):
     return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
 
 
+def _run_D_fake_real_original(self, fake, real):
+    return self.run_D(fake), self.run_D(real)
+
+
 def _memory_format_original(channels_last, dtype, device):
     return torch.channels_last if channels_last and dtype == torch.float16 else torch.contiguous_format
 
@@ -75,7 +80,8 @@ def _memory_format_original(channels_last, dtype, device):
 _PATCHES = [(networks, 'modulated_conv2d', _modulated_conv2d_original),
             (networks, '_memory_format', _memory_format_original),
             (networks.FullyConnectedLayer, 'forward', _fully_connected_original),
-            (bias_act, '_bias_act_ref', _bias_act_original)]
+            (bias_act, '_bias_act_ref', _bias_act_original),
+            (loss.ILSLoss, 'run_D_fake_real', _run_D_fake_real_original)]
 
 
 @contextlib.contextmanager

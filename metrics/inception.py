@@ -99,7 +99,9 @@ def fid_helper_file():
 
 def _download(url):
     """Fetch `url` into DOWNLOAD_DIR once; the atomic rename means an interrupted download is never reused."""
-    path = os.path.join(DOWNLOAD_DIR, os.path.basename(urllib.parse.urlparse(url).path) or 'inception.pt')
+    # Keyed on the whole URL: two URLs that end in the same file name must not share a cache entry.
+    name = os.path.basename(urllib.parse.urlparse(url).path) or 'inception.pt'
+    path = os.path.join(DOWNLOAD_DIR, f'{hashlib.sha1(url.encode()).hexdigest()[:10]}-{name}')
     if os.path.isfile(path):
         return path
     os.makedirs(DOWNLOAD_DIR, exist_ok=True)

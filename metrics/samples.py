@@ -241,7 +241,8 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
     if G is None:
         raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    G = G.to(device)
+    from training.networks import to_device
+    G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.
 
     t0 = time.time()

@@ -92,6 +92,48 @@ def _opts(**kw):
     return base
 
 
+def _small_D(mbstd_group_size):
+    from training import networks
+    torch.manual_seed(0)
+    return networks.DiscriminatorOpen(c_dim=0, img_resolution=16, img_channels=3, channel_base=256, channel_max=32,
+                                      epilogue_kwargs=dict(mbstd_group_size=mbstd_group_size)).train()
+
+
+@pytest.mark.parametrize('group,n', [(4, 8), (2, 6), (4, 2), (None, 4)])
+def test_one_d_pass_for_fakes_and_reals_equals_two(group, n):
+    D = _small_D(group)
+    loss = loss_lib.ILSLoss('cpu', G=None, D=D)
+    fake, real = torch.randn(n, 3, 16, 16), torch.randn(n, 3, 16, 16)
+    with torch.no_grad():
+        got = loss.run_D_fake_real(fake, real)
+        want = D(fake, None), D(real, None)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dmain_gradients_equal_the_two_pass_formulation():
+    from training import networks
+    torch.manual_seed(0)
+    G = networks.PerturbGenerator(z_dim=512, w_dim=512, c_dim=0, img_resolution=16, img_channels=3,
+                                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32))
+    D = _small_D(4).requires_grad_(True)
+    loss = loss_lib.ILSLoss('cpu', G=G, D=D, r1_gamma=0.5)
+    real, z, eps = torch.randn(8, 3, 16, 16), torch.randn(8, 512), torch.rand(8, 2) * 2 - 1
+    loss.accumulate_gradients('Dboth', real, z, eps, gain=1, cur_kimg=0)
+    got = [p.grad.clone() for p in D.parameters()]
+    D.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        fake = G.generate_layer(z, None, eps)[1]['img']
+    r = real.clone().requires_grad_(True)
+    real_logits = D(r, None)
+    r1, = torch.autograd.grad(real_logits.sum(), r, create_graph=True)
+    total = (torch.nn.functional.softplus(D(fake, None)).mean() + torch.nn.functional.softplus(-real_logits).mean()
+             + (r1.square().sum(dim=[1, 2, 3]) * 0.25).mean())
+    total.backward()
+    for a, p in zip(got, D.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_default_preset_matches_the_original():
     desc, kw, res = train_cli.build_options(_opts(), 64, presets.SCRIPT_PRESETS[64][0])
     assert res == 64 and desc == 'ILS_predL-1gpu-batch32'
@@ -147,6 +189,7 @@ def test_one_tick_of_every_preset(cfg, tmp_path):
     (['--gpus=3'], 'multiple of --gpus'),
     (['--aug=fixed'], '--p'),
     (['--metrics=fid_bogus'], 'unknown metric'),
+    (['--metrics=fid10k_full', '--inception=/nonexistent/inception.pt'], 'Inception file not found'),
 ])
 def test_bad_input_gives_one_line_and_no_run_dir(tmp_path, args, message):
     outdir = tmp_path / 'runs'
@@ -216,3 +259,54 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     log = open(os.path.join(run_dir, 'log.txt')).read()
     assert 'Networks identical on all 2 ranks' in log
     assert json.load(open(os.path.join(run_dir, 'training_options.json')))['batch_size'] == 8
+
+
+def test_learned_estimator_trains_through_ddp(tmp_path):
+    """ILS_learnL/N under DistributedDataParallel: the bag is called through its wrapper and its weights move."""
+    from training import networks
+    from training.estimators import ModelBag
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path / "pg"}', rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        G = networks.PerturbGenerator(z_dim=512, w_dim=512, c_dim=0, img_resolution=16, img_channels=3,
+                                      mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=16))
+        D = _small_D(4)
+        bag = ModelBag('neural_laplace', resolution=16).train()
+        ddp = lambda m: torch.nn.parallel.DistributedDataParallel(m.requires_grad_(True), broadcast_buffers=False)  # noqa: E731
+        D_run, bag_run = ddp(D), ddp(bag)
+        D.requires_grad_(False)
+        bag.requires_grad_(False)
+        loss = loss_lib.ILSLoss('cpu', G=G, D=D_run, estimator_bag=bag_run, distribution='neural_laplace', ils_sigma_init=1e-3)
+        z, eps, real = torch.randn(4, 512), torch.rand(4, 2) * 2 - 1, torch.randn(4, 3, 16, 16)
+        before = [p.detach().clone() for p in bag.parameters()]
+        G.requires_grad_(True)
+        loss.accumulate_gradients('Gmain', real, z, eps, gain=1, cur_kimg=0)
+        G.requires_grad_(False)
+        assert all(p.grad is None for p in bag.parameters())
+        D.requires_grad_(True)
+        bag.requires_grad_(True)
+        loss.accumulate_gradients('Dmain', real, z, eps, gain=1, cur_kimg=0)
+        opt = torch.optim.Adam(bag.parameters(), lr=1e-2)
+        opt.step()
+        assert any(not torch.equal(a, p) for a, p in zip(before, bag.parameters()))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_resume_from_weights_and_shape_mismatch(tmp_path, golden_dir):
+    first = run_cli([f'--outdir={tmp_path / "a"}'] + FAST + ['--kimg=1', '--tick=1', '--snap=1'], timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / 'a' / os.listdir(tmp_path / 'a')[0]
+    snap = run_dir / 'network-snapshot-000001.pt'
+    resumed = run_cli([f'--outdir={tmp_path / "b"}'] + FAST + ['--kimg=1', '--tick=1', '--snap=1', f'--resume={snap}'], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    options = json.load(open(tmp_path / 'b' / os.listdir(tmp_path / 'b')[0] / 'training_options.json'))
+    assert options['resume_pkl'] == str(snap)
+
+    legacy = os.path.join(golden_dir, 'legacy_snapshot_res32.pkl')  # channel_base 1024: 32 channels at 32 px, tiny has 64.
+    for resume, args, expected in [(snap, ['--resolution=32'], 'for 16 px images'), (legacy, ['--resolution=32'], 'has shape')]:
+        bad = run_cli([f'--outdir={tmp_path / "c"}'] + [a for a in FAST if not a.startswith('--resolution')] + args +
+                      [f'--resume={resume}'], timeout=300)
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1 and expected in lines[0], bad.stderr
+        assert not (tmp_path / 'c').exists() or not os.listdir(tmp_path / 'c')

@@ -83,3 +83,27 @@ def load_snapshot(path):
     out['training_set_kwargs'] = dnnlib.EasyDict(data.get('training_set_kwargs', {}))
     out['extra'] = data.get('extra', {})
     return out
+
+
+def check_weights_fit(snapshot, modules, path):
+    """Raise a UserError unless each network of `snapshot` is for the same resolution as its twin in `modules` and
+    every tensor they share by name has the same shape (what --resume=<weights> copies)."""
+    for key, module in modules.items():
+        source = snapshot.get(key)
+        if source is None:
+            continue
+        trained, wanted = getattr(source, 'img_resolution', None), getattr(module, 'img_resolution', None)
+        if trained != wanted:
+            raise UserError(f'{path}: its {key} is for {trained} px images, this run trains at {wanted} px; '
+                            f'resume with --resolution={trained} or from a snapshot of this resolution')
+        src = dict(source.named_parameters(), **dict(source.named_buffers()))
+        dst = dict(module.named_parameters(), **dict(module.named_buffers()))
+        shared = [name for name in dst if name in src]
+        if not shared:
+            raise UserError(f'{path}: its {key} shares no weights with this configuration; resume from a snapshot of '
+                            f'the same architecture')
+        for name in shared:
+            if src[name].shape != dst[name].shape:
+                raise UserError(f'{path}: {key}.{name} has shape {list(src[name].shape)}, this configuration needs '
+                                f'{list(dst[name].shape)}; resume with the resolution, --cfg and --map it was trained with')
+

@@ -47,17 +47,23 @@ class ModelBag(nn.Module):
     def _resize(self, t):
         return F.interpolate(t, size=(self.resolution, self.resolution), mode='nearest')
 
-    def log_prob_terms(self, idx, x, y):
-        """Per-pixel log q(x | y) without constants, [N,C,H,W], at the estimator's resolution."""
-        mu, log_scale = self.models[idx](self._resize(y))
+    def forward(self, conditions):
+        """(mu, log_scale) of q(x_i | y_i) for each region pair's condition y_i, at the estimator's resolution.
+
+        One call serves every pair, so that a DistributedDataParallel wrapper sees one forward per backward.
+        """
+        return [model(self._resize(y)) for model, y in zip(self.models, conditions)]
+
+    def log_prob_terms(self, x, mu, log_scale):
+        """Per-pixel log q(x | y) without constants, [N,C,H,W]; x is resized to the estimator's resolution."""
         x = self._resize(x)
         if self.distribution == 'neural_laplace':
-            return -(x - mu).abs() / log_scale.exp(), mu, log_scale
-        return -(x - mu).square() / log_scale.exp(), mu, log_scale
+            return -(x - mu).abs() / log_scale.exp()
+        return -(x - mu).square() / log_scale.exp()
 
-    def nll(self, idx, x, y):
+    def nll(self, x, mu, log_scale):
         """Negative log-likelihood summed over pixels, averaged over the batch (the original's form)."""
-        terms, _, log_scale = self.log_prob_terms(idx, x, y)
+        terms = self.log_prob_terms(x, mu, log_scale)
         if self.distribution == 'neural_laplace':
             log_q = -log_scale + terms
         else:

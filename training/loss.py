@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
+from training.networks import MinibatchStdLayer
 
 
 class LayerGeneratorStep(torch.nn.Module):
@@ -39,11 +40,11 @@ def region_pairs(layers):
     return [(b * m, f * m), (f * (1 - m), b * (1 - m))]
 
 
-def club_bound(x, y, distribution, neg_weight=1.0, perm=None, bag=None, idx=0):
+def club_bound(x, y, distribution, neg_weight=1.0, perm=None, q=None, bag=None):
     """CLUB sample upper bound on I(x; y): E_joint[log q(x|y)] - E_marginal[log q(x|y)], with x shuffled by `perm`.
 
     predetermined_laplace / _gaussian: q is a fixed unit-scale Laplace / Gaussian centred at y, so log q is
-    -|x - y| / -(x - y)^2 / 2 (means over C,H,W). neural_*: q comes from the learned estimator `bag`.
+    -|x - y| / -(x - y)^2 / 2 (means over C,H,W). neural_*: q = (mu, log_scale) from the learned estimator `bag`.
     """
     n = x.shape[0]
     perm = torch.randperm(n, device=x.device) if perm is None else perm
@@ -53,9 +54,8 @@ def club_bound(x, y, distribution, neg_weight=1.0, perm=None, bag=None, idx=0):
         neg = dist(x[perm], y).mean(dim=[1, 2, 3]).mean()
         return -pos + neg * neg_weight
     if distribution in ('neural_laplace', 'neural_gaussian'):
-        pos, mu, log_scale = bag.log_prob_terms(idx, x, y)
-        xs = F.interpolate(x[perm], size=mu.shape[2:], mode='nearest')
-        neg = -(xs - mu).abs() / log_scale.exp() if distribution == 'neural_laplace' else -(xs - mu).square() / log_scale.exp()
+        pos = bag.log_prob_terms(x, *q)
+        neg = bag.log_prob_terms(x[perm], *q)
         return (pos.flatten(1).sum(dim=1) - neg.flatten(1).sum(dim=1)).mean() / 2
     raise ValueError(f'unknown distribution {distribution!r}')
 
@@ -92,10 +92,17 @@ class ILSLoss:
         self.min_msize = min_msize
         self.do_perturb = do_perturb
         self.do_anti_leaking = do_anti_leaking
-        self.bag = estimator_bag
+        # The estimator bag, possibly wrapped in DistributedDataParallel: call `bag_net`, read attributes of `bag`.
+        self.bag_net = estimator_bag
+        self.bag = getattr(estimator_bag, 'module', estimator_bag)
         self.nll_weight = nll_weight
         self.ada = ada
+        self.mbstd_group = _mbstd_group(D)
         self.c = None  # ILSGAN is unconditional.
+
+    def estimates(self, pairs):
+        """The learned q(x | y) of every (x, y) region pair, from one call of the estimator bag."""
+        return self.bag_net([y for _, y in pairs])
 
     def sigma(self, cur_kimg):
         return ils_sigma(cur_kimg, *self.sigma_schedule)
@@ -120,8 +127,10 @@ class ILSLoss:
     def ils_term(self, layers, cur_kimg):
         """The ILS (anti-leak) term on the un-perturbed layers: sigma times the bound on both region pairs."""
         if self.estimator == 'club':
-            bound = sum(club_bound(x, y, self.distribution, self.neg_weight, bag=self.bag, idx=i)
-                        for i, (x, y) in enumerate(region_pairs(layers)))
+            pairs = region_pairs(layers)
+            qs = self.estimates(pairs) if self.distribution.startswith('neural') else [None] * len(pairs)
+            bound = sum(club_bound(x, y, self.distribution, self.neg_weight, q=q, bag=self.bag)
+                        for (x, y), q in zip(pairs, qs))
         else:
             bound = l1_distance_bound(layers, allow_grad=self.estimator == 'l1_distance_allowgrad')
         return self.sigma(cur_kimg) * bound
@@ -147,37 +156,50 @@ class ILSLoss:
             self.generator_loss(layers, shifted, cur_kimg).mul(gain).backward()
             return
 
-        if phase in ('Dmain', 'Dboth'):
-            with torch.no_grad():
-                layers, shifted = self.run_G(gen_z, gen_eps)
-            logits = self.run_D(shifted['img'])
-            training_stats.report('Loss/scores/fake', logits)
-            training_stats.report('Loss/signs/fake', logits.sign())
-            F.softplus(logits).mean().mul(gain).backward()
-            if self.bag is not None:
-                nll = sum(self.bag.nll(i, x, y) for i, (x, y) in enumerate(region_pairs(layers)))
-                training_stats.report('Loss/Autoreg/NLL', nll)
-                (nll * self.nll_weight).backward()
-
         do_main = phase in ('Dmain', 'Dboth')
         do_r1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
         real = real_img.detach().requires_grad_(do_r1)
-        logits = self.run_D(real)
-        loss = torch.zeros_like(logits)
+        loss = 0
         if do_main:
+            with torch.no_grad():
+                layers, shifted = self.run_G(gen_z, gen_eps)
+            fake_logits, logits = self.run_D_fake_real(shifted['img'], real)
+            training_stats.report('Loss/scores/fake', fake_logits)
+            training_stats.report('Loss/signs/fake', fake_logits.sign())
             training_stats.report('Loss/scores/real', logits)
             training_stats.report('Loss/signs/real', logits.sign())
             if self.ada is not None:
                 self.ada.accumulate(logits)
-            loss = loss + F.softplus(-logits)
+            loss = F.softplus(fake_logits).mean() + F.softplus(-logits).mean()
+            if self.bag is not None:
+                pairs = region_pairs(layers)
+                nll = sum(self.bag.nll(x, *q) for (x, _), q in zip(pairs, self.estimates(pairs)))
+                training_stats.report('Loss/Autoreg/NLL', nll)
+                loss = loss + nll * (self.nll_weight / gain)
+        else:
+            logits = self.run_D(real)
         if do_r1:
             grads, = torch.autograd.grad(logits.sum(), real, create_graph=True, only_inputs=True)
             penalty = grads.square().sum(dim=[1, 2, 3]).unsqueeze(1)
             training_stats.report('Loss/r1_penalty', penalty)
             training_stats.report('Loss/D/reg', penalty * (self.r1_gamma / 2))
-            loss = loss + penalty * (self.r1_gamma / 2)
-        # In Dreg, `logits * 0` keeps every D parameter in the graph (DDP needs all of them to get a gradient).
-        (loss + logits * 0).mean().mul(gain).backward()
+            loss = loss + (penalty * (self.r1_gamma / 2)).mean()
+        # `logits * 0` keeps every D parameter in the graph (DDP needs all of them to get a gradient).
+        (loss + (logits * 0).mean()).mul(gain).backward()
+
+    def run_D_fake_real(self, fake, real):
+        """D's logits for fakes and reals, as two separate passes would give them, from one pass when possible.
+
+        One batch of both is cheaper than two; it stays exact because the batch is laid out so that each
+        minibatch-std group holds the samples it would hold in its own pass (the augment pipe is per sample).
+        """
+        n, g = fake.shape[0], self.mbstd_group
+        if g is None or n != real.shape[0] or n % g != 0:
+            return self.run_D(fake), self.run_D(real)
+        both = torch.cat([fake.reshape(g, n // g, *fake.shape[1:]), real.reshape(g, n // g, *real.shape[1:])], dim=1)
+        logits = self.run_D(both.reshape(2 * n, *fake.shape[1:])).reshape(g, 2 * n // g, -1)
+        fake_logits, real_logits = logits.split(n // g, dim=1)
+        return fake_logits.reshape(n, -1), real_logits.reshape(n, -1)
 
     def gradient_maps(self, gen_z, gen_eps):
         """|dL_G/d img'| and |dL_G/d m'| (adversarial + mask terms, no ILS) for the snapshot heat-maps."""
@@ -190,6 +212,15 @@ class ILSLoss:
         total = (F.softplus(-logits).squeeze(1) + self.bin_weight * loss_bin + self.msize_weight * loss_msize).sum()
         g_img, g_mask = torch.autograd.grad(total, [img, mask])
         return shifted, g_img.abs().sum(dim=1, keepdim=True), g_mask.abs()
+
+
+def _mbstd_group(D):
+    """D's minibatch-std group size; 1 without such a layer; None when the whole batch is one group."""
+    layers = [m for m in (D.modules() if D is not None else []) if isinstance(m, MinibatchStdLayer)]
+    if not layers:
+        return 1
+    sizes = {m.group_size for m in layers}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def r1_gamma_heuristic(resolution, batch_size):

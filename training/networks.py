@@ -29,6 +29,14 @@ def _memory_format(channels_last, dtype, device):
     return torch.contiguous_format
 
 
+def to_device(module, device):
+    """Move `module` to `device`; on the CPU also store its 4-D weights channels_last, the layout its activations
+    use there (see _memory_format), so that oneDNN never reorders a weight per call."""
+    device = torch.device(device)
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if device.type == 'cpu' else module
+
+
 def _clamp_value(conv_clamp, gain, x):
     """Conv clamping guards fp16 mixed precision on CUDA; the CPU runs in fp32 and skips it (one pass less)."""
     return conv_clamp * gain if conv_clamp is not None and x.device.type == 'cuda' else None

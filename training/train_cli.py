@@ -56,6 +56,8 @@ def build_options(opts, resolution, cfg_names):
         bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
         if bad:
             raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} or none')
+        from metrics import inception
+        inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
 
     fp32 = opts['fp32'] or spec.num_fp16_res == 0
     common = dict(channel_base=spec.channel_base, channel_max=spec.channel_max,
@@ -213,12 +215,14 @@ def prepare_run(opts, resolution, cfg_names):
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
-    training_set = load_dataset(opts, res)  # Raises UserError for missing/empty/corrupt data, builds the cache.
     if kind == 'weights':
-        from training import checkpoint
-        checkpoint.load_snapshot(resume_path)  # Fail now, not after the run directory exists.
+        # Fail now, not after the run directory exists: the file must load and its weights fit this configuration.
+        from training import checkpoint, networks
+        fresh = {'G': networks.PerturbGenerator(**kwargs['G_kwargs']), 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs'])}
+        checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path)
         kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
         desc += '-resumecustom'
+    training_set = load_dataset(opts, res)  # Raises UserError for missing/empty/corrupt data, builds the cache.
     args = dict(kwargs, training_set_kwargs=dict(data=opts['data'], resolution=res, data_root=opts['data_root'],
                                                  max_size=opts['subset'], mirror=opts['mirror'], seed=opts['seed'],
                                                  name=training_set.name, size=len(training_set)))

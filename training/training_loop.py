@@ -120,14 +120,14 @@ def training_loop(
     is_main = rank == 0
 
     # Networks.
-    G = networks.PerturbGenerator(**G_kwargs).train().requires_grad_(False).to(device)
-    D = networks.DiscriminatorOpen(**D_kwargs).train().requires_grad_(False).to(device)
+    G = networks.to_device(networks.PerturbGenerator(**G_kwargs).train().requires_grad_(False), device)
+    D = networks.to_device(networks.DiscriminatorOpen(**D_kwargs).train().requires_grad_(False), device)
     G_ema = copy.deepcopy(G).eval()
     bag = None
     if estimator_kwargs is not None:
         from training.estimators import ModelBag
         bag = ModelBag(**estimator_kwargs).train().requires_grad_(False).to(device)
-        if num_gpus > 1:
+        if num_gpus > 1 and device.type == 'cuda':  # SyncBatchNorm runs on GPUs only; CPU ranks keep their own BN.
             bag = torch.nn.SyncBatchNorm.convert_sync_batchnorm(bag)
     augment_pipe = None
     ada = None
