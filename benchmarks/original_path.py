@@ -7,7 +7,8 @@ result:
 - bias_act allocates a new tensor for the bias, the activation and the gain;
 - dense layers scale their weights by the equalised-lr gain on every call;
 - fp32 activations stay in the contiguous (NCHW) layout;
-- the D phase runs D once on the fakes and once on the reals.
+- the D phase runs D once on the fakes and once on the reals;
+- inference in fp32 uses the grouped-conv ("fused") modulated convolution on every device.
 Its training loop also ran the D fake backward under anomaly detection and an extra mapping pass for style mixing
 at probability 0; neither is emulated here, so the measured speed-up is a lower bound.
 """
@@ -73,12 +74,17 @@ def _run_D_fake_real_original(self, fake, real):
     return self.run_D(fake), self.run_D(real)
 
 
+def _fused_modconv_original(training, dtype, batch_size, device):
+    return (not training) and (dtype == torch.float32 or batch_size == 1)
+
+
 def _memory_format_original(channels_last, dtype, device):
     return torch.channels_last if channels_last and dtype == torch.float16 else torch.contiguous_format
 
 
 _PATCHES = [(networks, 'modulated_conv2d', _modulated_conv2d_original),
             (networks, '_memory_format', _memory_format_original),
+            (networks, '_fused_modconv', _fused_modconv_original),
             (networks.FullyConnectedLayer, 'forward', _fully_connected_original),
             (bias_act, '_bias_act_ref', _bias_act_original),
             (loss.ILSLoss, 'run_D_fake_real', _run_D_fake_real_original)]

@@ -46,3 +46,11 @@ def test_train_step_benchmark_runs():
                            '--impl', 'both'], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'ops=original' in proc.stdout and 'ops=ours' in proc.stdout and 'speed-up ours vs original' in proc.stdout
+
+
+def test_generate_benchmark_runs():
+    proc = subprocess.run([sys.executable, '-m', 'benchmarks.bench_generate', '--res', '16', '--channel-base', '256',
+                           '--channel-max', '32', '--map', '2', '--batch', '4', '--iters', '1', '--warmup', '0',
+                           '--impl', 'both'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'generate device=' in proc.stdout and 'speed-up ours vs original' in proc.stdout

@@ -242,11 +242,17 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), f'{net}.{k}'
     assert torch.equal(a['augment_pipe']['p'], b['augment_pipe']['p'])
+    assert (a['cur_tick'], a['batch_idx']) == (b['cur_tick'], b['batch_idx'])
     for opt in ('G_opt', 'D_opt'):
         for idx, st in a[opt]['state'].items():
             assert torch.equal(st['exp_avg'], b[opt]['state'][idx]['exp_avg'])
+            assert torch.equal(st['exp_avg_sq'], b[opt]['state'][idx]['exp_avg_sq'])
     for kimg in range(4):
         assert os.path.isfile(os.path.join(run_dir, f'network-snapshot-{kimg:06d}.pt'))
+
+    def ticks(d):
+        return [json.loads(line)['Progress/kimg']['mean'] for line in open(os.path.join(d, 'stats.jsonl'))]
+    assert ticks(run_dir) == ticks(ref_dir)  # Replayed ticks are not logged twice.
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path):

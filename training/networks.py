@@ -37,6 +37,11 @@ def to_device(module, device):
     return module.to(memory_format=torch.channels_last) if device.type == 'cpu' else module
 
 
+def _fused_modconv(training, dtype, batch_size, device):
+    """One grouped conv with per-sample weights wins for inference on CUDA; on the CPU it is 2x slower."""
+    return (not training) and device.type == 'cuda' and (dtype == torch.float32 or batch_size == 1)
+
+
 def _clamp_value(conv_clamp, gain, x):
     """Conv clamping guards fp16 mixed precision on CUDA; the CPU runs in fp32 and skips it (one pass less)."""
     return conv_clamp * gain if conv_clamp is not None and x.device.type == 'cuda' else None
@@ -308,8 +313,7 @@ class SynthesisBlock(torch.nn.Module):
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
         memory_format = _memory_format(self.channels_last, dtype, device)
         if fused_modconv is None:
-            # One grouped conv with per-sample weights wins for inference on CUDA; on the CPU it is 2x slower.
-            fused_modconv = (not self.training) and device.type == 'cuda' and (dtype == torch.float32 or int(ws.shape[0]) == 1)
+            fused_modconv = _fused_modconv(self.training, dtype, int(ws.shape[0]), device)
 
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)

@@ -327,5 +327,8 @@ def main(script_resolution, **opts):
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
-                               seed=opts['seed'])
+                               seed=opts['seed'])  # Writes report.html too.
+    else:
+        from metrics.report import write_report
+        print(f'Report: {write_report(args["run_dir"])}')
     return args['run_dir']

@@ -188,6 +188,8 @@ def training_loop(
     stats_tfevents = None
     grid_z = grid_eps = None
     if is_main:
+        if resume_state is not None:
+            _drop_stats_after(os.path.join(run_dir, 'stats.jsonl'), cur_nimg)
         stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at', encoding='utf-8')
         stats_tfevents = _tensorboard_writer(run_dir)
         gw, gh = visualize.grid_shape(training_set.resolution, grid_max_side)
@@ -313,6 +315,23 @@ def training_loop(
             stats_tfevents.close()
         print(f'Training finished at {cur_nimg / 1000:.1f} kimg in {format_time(time.time() - start_time)}.')
     return cur_nimg
+
+
+def _drop_stats_after(path, cur_nimg):
+    """A resumed run replays the ticks after its last snapshot: drop their old lines (and a half-written last one)
+    so that stats.jsonl holds each tick once."""
+    if not os.path.isfile(path):
+        return
+    kept = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            try:
+                if json.loads(line)['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                break
+    with atomic_write(path, 'w') as f:
+        f.writelines(kept)
 
 
 def _tensorboard_writer(run_dir):
