@@ -180,10 +180,19 @@ def snapshot_name(it):
 
 
 def read_jsonl(path):
+    """The records of a jsonl file; a last line cut short by a kill is dropped (the run rewrites it on resume)."""
     if not os.path.isfile(path):
         return []
+    records = []
     with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break
+    return records
 
 
 def write_jsonl(path, records, mode='a'):

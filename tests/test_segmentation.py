@@ -310,3 +310,9 @@ def test_bad_input_exit_code_in_a_real_process(tmp_path, repo_root):
                            '--real-data', 'synthetic'], cwd=repo_root, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count('\n') == 1 and 'does not exist' in proc.stderr
+
+
+def test_read_jsonl_drops_a_line_cut_short(tmp_path):
+    path = tmp_path / 'metric-val.jsonl'
+    path.write_text('{"iter": 20}\n{"iter": 1020}\n{"iter": 20', encoding='utf-8')
+    assert [r['iter'] for r in seg_eval.read_jsonl(path)] == [20, 1020]

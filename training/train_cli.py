@@ -130,8 +130,9 @@ def _resume_kind(resume):
 
 
 def _device_for(rank):
+    """This process's GPU: torchrun's LOCAL_RANK (ranks of several machines), else the rank on this machine."""
     if torch.cuda.is_available():
-        return torch.device('cuda', rank % torch.cuda.device_count())
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count())
     return torch.device('cpu')
 
 
