@@ -12,8 +12,6 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
     if x.is_contiguous(memory_format=torch.channels_last):
         w = w.contiguous(memory_format=torch.channels_last)  # oneDNN is fastest with both in the same layout.
     op = conv2d_gradfix.conv_transpose2d if transpose else conv2d_gradfix.conv2d
-    if x.is_contiguous(memory_format=torch.channels_last):
-        w = w.contiguous(memory_format=torch.channels_last)
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 
