@@ -24,6 +24,7 @@ CURVES = (  # (panel title, stats.jsonl keys): one line per key.
     ('Generator loss', ('Loss/G/loss',)),
     ('Discriminator scores', ('Loss/scores/real', 'Loss/scores/fake')),
     ('Mask binarisation', ('Loss/G/loss_bin',)),
+    ('Mask area (fraction of the image)', ('Loss/G/mask_area',)),
     ('ILS term', ('Loss/G/anti_leaking',)),
     ('ADA p', ('Progress/augment',)),
     ('ILS weight sigma', ('Progress/sigma',)),

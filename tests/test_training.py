@@ -73,6 +73,17 @@ def test_mask_losses_by_hand():
     assert torch.allclose(loss_msize, torch.tensor([0.0]))  # mean 0.45 >= 0.25
     _, small = loss.mask_losses(mask * 0.2)
     assert torch.allclose(small, torch.tensor([0.25 - 0.09]))
+    bounded = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None, max_msize=0.4)
+    assert torch.allclose(bounded.mask_losses(mask)[1], torch.tensor([0.45 - 0.4]))
+    unperturbed = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None, do_perturb=False)
+    assert torch.allclose(unperturbed.mask_losses(torch.full([1, 1, 2, 2], 0.9))[1], torch.tensor([0.9 - 0.75]))
+
+
+def test_tiny_preset_bounds_the_mask_area_and_originals_do_not():
+    def loss_kwargs(cfg):
+        return train_cli.build_options(_opts(cfg=cfg), 64, presets.SCRIPT_PRESETS[64][0])[1]['loss_kwargs']
+    assert loss_kwargs('tiny')['max_msize'] == 0.6 and loss_kwargs('tiny')['msize_weight'] == 10.0
+    assert loss_kwargs('ILS_predL')['max_msize'] is None and loss_kwargs('ILS_predL')['msize_weight'] == 2.0
 
 
 def test_l1_estimator_only_moves_hidden_regions():
@@ -170,8 +181,9 @@ def test_one_tick_of_every_preset(cfg, tmp_path):
     training_loop.training_loop(run_dir=str(tmp_path), training_set=Images(), training_set_kwargs={}, **kw)
     lines = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
     assert len(lines) == 2
-    for key in ('Loss/G/loss', 'Loss/G/loss_bin', 'Loss/G/loss_msize', 'Loss/G/anti_leaking', 'Loss/scores/real', 'Loss/r1_penalty'):
+    for key in ('Loss/G/loss', 'Loss/G/loss_bin', 'Loss/G/mask_area', 'Loss/G/loss_msize', 'Loss/G/anti_leaking', 'Loss/scores/real', 'Loss/r1_penalty'):
         assert all(np.isfinite(line[key]['mean']) for line in lines if key in line), key
+    assert all(0 <= line['Loss/G/mask_area']['mean'] <= 1 for line in lines)
     if cfg.startswith('ILS_learn'):
         assert np.isfinite(lines[-1]['Loss/Autoreg/NLL']['mean'])
     for name in ('network-snapshot-000000.pt', 'training-state.pt', 'fakes_init.png', 'masks000000.png',

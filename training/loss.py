@@ -74,7 +74,7 @@ def l1_distance_bound(layers, allow_grad=False):
 class ILSLoss:
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10.0, estimator='club',
                  distribution='predetermined_laplace', ils_sigma=1.0, ils_sigma_init=0.2, ils_warmup_kimg=400,
-                 neg_weight=1.0, bin_weight=2.0, msize_weight=2.0, min_msize=0.25, do_perturb=True,
+                 neg_weight=1.0, bin_weight=2.0, msize_weight=2.0, min_msize=0.25, max_msize=None, do_perturb=True,
                  do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None):
         assert estimator in ('club', 'l1_distance', 'l1_distance_allowgrad')
         self.device = device
@@ -90,6 +90,8 @@ class ILSLoss:
         self.bin_weight = bin_weight
         self.msize_weight = msize_weight
         self.min_msize = min_msize
+        # Without the perturbation the original bounds the area from above too, at 1 - min_msize.
+        self.max_msize = max_msize if max_msize is not None or do_perturb else 1 - min_msize
         self.do_perturb = do_perturb
         self.do_anti_leaking = do_anti_leaking
         # The estimator bag, possibly wrapped in DistributedDataParallel: call `bag_net`, read attributes of `bag`.
@@ -117,11 +119,13 @@ class ILSLoss:
         return self.D(img, self.c)
 
     def mask_losses(self, mask):
-        """Per-sample [N] binarisation (min(m, 1-m)) and minimum-area (relu(min_msize - mean m)) terms."""
+        """Per-sample [N] binarisation (min(m, 1-m)) and area terms: relu(min_msize - mean m), plus
+        relu(mean m - max_msize) when there is a maximum."""
         loss_bin = torch.minimum(mask, 1 - mask).mean(dim=[1, 2, 3])
-        loss_msize = F.relu(self.min_msize - mask.mean(dim=[1, 2, 3]))
-        if not self.do_perturb:
-            loss_msize = loss_msize + F.relu(self.min_msize - (1 - mask.mean(dim=[1, 2, 3])))
+        area = mask.mean(dim=[1, 2, 3])
+        loss_msize = F.relu(self.min_msize - area)
+        if self.max_msize is not None:
+            loss_msize = loss_msize + F.relu(area - self.max_msize)
         return loss_bin, loss_msize
 
     def ils_term(self, layers, cur_kimg):
@@ -146,6 +150,8 @@ class ILSLoss:
         training_stats.report('Loss/G/loss', loss_adv)
         training_stats.report('Loss/G/loss_bin', loss_bin)
         training_stats.report('Loss/G/loss_msize', loss_msize)
+        # The fraction of the image each un-shifted mask covers: 1 everywhere is the trivial "all foreground" solution.
+        training_stats.report('Loss/G/mask_area', layers['mask'].mean(dim=[1, 2, 3]))
         training_stats.report('Loss/G/anti_leaking', ils)
         return (loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize).mean() + ils
 

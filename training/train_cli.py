@@ -74,7 +74,8 @@ def build_options(opts, resolution, cfg_names):
     gamma = opts['gamma'] if opts['gamma'] is not None else 0.0002 * res ** 2 / batch
     learned = spec.distribution in ('neural_laplace', 'neural_gaussian') and spec.estimator == 'club'
     loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
-                       ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg)
+                       ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg,
+                       msize_weight=spec.msize_weight, max_msize=spec.max_msize)
     if opts['no_ils']:
         loss_kwargs['do_anti_leaking'] = False
 

@@ -189,7 +189,7 @@ def training_loop(
     grid_z = grid_eps = None
     if is_main:
         if resume_state is not None:
-            _drop_stats_after(os.path.join(run_dir, 'stats.jsonl'), cur_nimg)
+            drop_stats_after(os.path.join(run_dir, 'stats.jsonl'), cur_nimg)
         stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at', encoding='utf-8')
         stats_tfevents = _tensorboard_writer(run_dir)
         gw, gh = visualize.grid_shape(training_set.resolution, grid_max_side)
@@ -268,7 +268,7 @@ def training_loop(
             print(f'tick {cur_tick:<5d} kimg {cur_nimg / 1000:<8.1f} time {format_time(elapsed):<10s} '
                   f'sec/kimg {collector.mean("Timing/sec_per_kimg"):<7.2f} img/s {(cur_nimg - tick_start_nimg) / max(tick_end_time - tick_start_time, 1e-9):<7.1f} '
                   f'G {collector.mean("Loss/G/loss"):<6.3f} D+ {collector.mean("Loss/scores/real"):<6.3f} '
-                  f'bin {collector.mean("Loss/G/loss_bin"):<6.3f} ils {collector.mean("Loss/G/anti_leaking"):<7.4f} '
+                  f'bin {collector.mean("Loss/G/loss_bin"):<6.3f} area {collector.mean("Loss/G/mask_area"):<5.3f} ils {collector.mean("Loss/G/anti_leaking"):<7.4f} '
                   f'augment {collector.mean("Progress/augment"):.3f}', flush=True)
             bar.update(cur_nimg / 1000 - bar.n)
             bar.set_postfix_str(f'G {collector.mean("Loss/G/loss"):.2f} p {collector.mean("Progress/augment"):.3f}')
@@ -317,7 +317,7 @@ def training_loop(
     return cur_nimg
 
 
-def _drop_stats_after(path, cur_nimg):
+def drop_stats_after(path, cur_nimg):
     """A resumed run replays the ticks after its last snapshot: drop their old lines (and a half-written last one)
     so that stats.jsonl holds each tick once."""
     if not os.path.isfile(path):
