@@ -27,15 +27,21 @@ def network_classes():
     }
 
 
-def describe_module(module):
-    """Plain-data description of a module built by a @persistent_class: enough to rebuild it."""
+def describe_module(module, dtype=None):
+    """Plain-data description of a module built by a @persistent_class: enough to rebuild it. With `dtype`, the
+    floating-point tensors are stored in that type (loading casts them back to the module's own)."""
     if module is None:
         return None
     assert not module._init_args, 'persistent modules must be built with keyword arguments'
+
+    def stored(v):
+        v = v.detach().cpu()
+        return v.to(dtype) if dtype is not None and v.is_floating_point() else v.clone()
+
     return {
         'class_name': type(module).__name__,
         'init_kwargs': copy.deepcopy(module._init_kwargs),
-        'state_dict': {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        'state_dict': {k: stored(v) for k, v in module.state_dict().items()},
     }
 
 
@@ -52,11 +58,11 @@ def build_module(desc, name='network'):
     return module.eval().requires_grad_(False)
 
 
-def save_snapshot(path, networks, training_set_kwargs=None, extra=None):
-    """Write networks (a dict of modules, None allowed) atomically to `path`."""
+def save_snapshot(path, networks, training_set_kwargs=None, extra=None, dtype=None):
+    """Write networks (a dict of modules, None allowed) atomically to `path`; `dtype` as in describe_module."""
     data = {'format': FORMAT, 'training_set_kwargs': dict(training_set_kwargs or {}), 'extra': dict(extra or {})}
     for key, module in networks.items():
-        data[key] = describe_module(module)
+        data[key] = describe_module(module, dtype)
     with dnnlib.util.atomic_write(path) as f:
         torch.save(data, f)
 

@@ -1,0 +1,108 @@
+"""The model `make demo` evaluates: a tiny-preset run on `synthetic`, trained on a CPU and shipped in the repo.
+
+On a CPU the demo's few minutes of training cannot get as far as masks that follow the objects, so the demo
+evaluates this shipped run instead (and says so). The shipped run is a run directory cut down to what the auto-test
+and the report read: one snapshot holding only G_ema, stored in float16 (a quarter of the run's snapshot size), and
+the run's options, stats, log and image grids up to that snapshot (the big fakes/masks/reals grids cut to their
+first 8x8 samples).
+
+    python -m training.demo_model RUN_DIR --kimg N     # export snapshot N of a finished run to checkpoints/
+"""
+import json
+import os
+import platform
+import shutil
+import time
+
+import click
+import PIL.Image
+import torch
+
+import dnnlib
+from dnnlib.util import UserError, cli_errors
+from metrics import samples
+from training import checkpoint, training_loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_DIR = os.path.join(ROOT, 'checkpoints', 'synthetic32-tiny')
+RUN_FILES = ('training_options.json', 'log.txt')
+GRID_PREFIXES = ('fakes', 'masks', 'layers', 'grads')
+CROPPED_GRIDS = ('fakes', 'masks', 'reals')  # One tile per sample, up to 32x32 of them: MBs each.
+CROP_TILES = 8
+PROVENANCE = 'provenance.json'
+
+
+def _copy_grid(src, dst, prefix, tile):
+    """Copy a grid image, keeping only the top-left CROP_TILES x CROP_TILES samples of the one-tile-per-sample ones."""
+    if prefix not in CROPPED_GRIDS:
+        shutil.copy2(src, dst)
+        return
+    with PIL.Image.open(src) as im:
+        side = CROP_TILES * tile
+        im.crop((0, 0, min(side, im.width), min(side, im.height))).save(dst)
+
+
+def export(run_dir, kimg, dest=SHIPPED_DIR):
+    """Write snapshot `kimg` of `run_dir` (G_ema in float16) and the files its report needs into `dest`."""
+    snapshots = samples.list_snapshots(run_dir) if os.path.isdir(run_dir) else {}
+    if kimg not in snapshots:
+        raise UserError(f'{run_dir} has no network-snapshot-{kimg:06d}; snapshots: {sorted(snapshots) or "none"}')
+    G_ema = checkpoint.load_snapshot(snapshots[kimg])['G_ema']
+    with open(os.path.join(run_dir, 'training_options.json'), encoding='utf-8') as f:
+        options = json.load(f)
+    tmp = dest.rstrip(os.sep) + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    snapshot_name = os.path.basename(snapshots[kimg])
+    checkpoint.save_snapshot(os.path.join(tmp, snapshot_name), {'G_ema': G_ema}, options['training_set_kwargs'],
+                             extra={'kimg': kimg}, dtype=torch.float16)
+    for f in RUN_FILES:
+        if os.path.isfile(os.path.join(run_dir, f)):
+            shutil.copy2(os.path.join(run_dir, f), tmp)
+    tile = options['training_set_kwargs']['resolution']
+    for prefix, grid_name in [(p, f'{p}{kimg:06d}.png') for p in GRID_PREFIXES] + [('reals', 'reals.png')]:
+        if os.path.isfile(os.path.join(run_dir, grid_name)):
+            _copy_grid(os.path.join(run_dir, grid_name), os.path.join(tmp, grid_name), prefix, tile)
+    shutil.copy2(os.path.join(run_dir, 'stats.jsonl'), tmp)
+    training_loop.drop_stats_after(os.path.join(tmp, 'stats.jsonl'), kimg * 1000)
+    with open(os.path.join(tmp, PROVENANCE), 'w', encoding='utf-8') as f:
+        json.dump(dict(source_run=os.path.basename(os.path.abspath(run_dir)), kimg=kimg, snapshot=snapshot_name,
+                       resolution=options['training_set_kwargs']['resolution'],
+                       exported=time.strftime('%Y-%m-%d'), torch=torch.__version__, python=platform.python_version(),
+                       machine=platform.processor() or platform.machine()), f, indent=2)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def shipped_info(src=SHIPPED_DIR):
+    """The provenance record of the shipped run (kimg, source run, versions)."""
+    path = os.path.join(src, PROVENANCE)
+    if not os.path.isfile(path):
+        raise UserError(f'the shipped demo model is missing ({path}); restore it with `git checkout -- checkpoints`')
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def install(outdir, src=SHIPPED_DIR):
+    """Copy the shipped run into a fresh run directory under `outdir`; returns its path."""
+    info = shipped_info(src)
+    run_dir = dnnlib.util.next_run_dir(outdir, f'{os.path.basename(src)}-shipped-{info["kimg"]:06d}kimg')
+    shutil.copytree(src, run_dir)
+    return run_dir
+
+
+@click.command()
+@click.argument('run_dir')
+@click.option('--kimg', type=int, required=True, help='Which snapshot of the run to export')
+@click.option('--dest', default=SHIPPED_DIR, show_default=True, help='Where to write the shipped run')
+@cli_errors
+def main(run_dir, kimg, dest):
+    """Export snapshot KIMG of the finished tiny run RUN_DIR as the demo's shipped model."""
+    path = export(run_dir, kimg, dest)
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    print(f'Exported {run_dir} kimg {kimg} to {path} ({size / 1e6:.1f} MB)')
+
+
+if __name__ == '__main__':
+    main()
