@@ -77,7 +77,7 @@ def bench_cache(ds, batch, min_seconds, desc):
 
 
 def bench_raw(tmp, count, res, min_seconds, desc):
-    images, _ = datasets.make_synthetic(count, 128, seed=1)
+    images, _ = datasets.make_builtin('synthetic', count, 128, seed=1)
     for ext, options in (('jpg', dict(quality=90)), ('png', {})):
         paths = []
         for i, image in enumerate(images):

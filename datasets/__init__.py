@@ -1,10 +1,10 @@
-"""Training and test data for ILSGAN: the DRC CUB/Dogs/Cars, image folders and zips, and a built-in synthetic set.
+"""Training and test data for ILSGAN: the DRC CUB/Dogs/Cars, image folders and zips, and two built-in procedural sets
+(`synthetic`, `collage`).
 
 See datasets/README.md for where to put the DRC data and `python -m datasets --help` for the tools.
 """
-from .dataset import (ImageArrayDataset, SegmentationTestSet, load_test_set, load_training_set,
-                      resolve_data_root)
-from .synthetic import make_synthetic
+from .dataset import (BUILTIN, ImageArrayDataset, SegmentationTestSet, is_builtin, load_test_set, load_training_set,
+                      make_builtin, resolve_data_root)
 
-__all__ = ['ImageArrayDataset', 'SegmentationTestSet', 'load_test_set', 'load_training_set', 'make_synthetic',
-           'resolve_data_root']
+__all__ = ['BUILTIN', 'ImageArrayDataset', 'SegmentationTestSet', 'is_builtin', 'load_test_set', 'load_training_set',
+           'make_builtin', 'resolve_data_root']

@@ -3,6 +3,7 @@
     python -m datasets check --data cub --data-root DIR      # counts per split and missing files
     python -m datasets check --data path/to/images.zip       # or a folder of images
     python -m datasets export-synthetic --outdir DIR --n 64 --resolution 64 --split train --seed 0
+    python -m datasets export-synthetic --data collage --outdir DIR   # the photo collage set
 """
 import os
 
@@ -13,10 +14,10 @@ import PIL.Image
 from dnnlib.util import UserError, cli_errors
 
 from . import drc
-from .dataset import resolve_data_root
+from .dataset import BUILTIN, make_builtin, resolve_data_root
 from .pairs import is_pairs_folder, list_pairs
 from .sources import ZipSource, image_folder
-from .synthetic import SPLITS, make_synthetic
+from .synthetic import SPLITS
 
 MAX_LISTED_MISSING = 20
 PREVIEW_COLUMNS = 8
@@ -26,7 +27,7 @@ PREVIEW_ROWS = 4  # image rows, each followed by its masks
 @click.group(invoke_without_command=True)
 @click.pass_context
 def cli(ctx):
-    """Inspect datasets and export the synthetic one."""
+    """Inspect datasets and export the built-in ones."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -67,14 +68,15 @@ def _check_path(data):
 
 
 @cli.command('export-synthetic')
+@click.option('--data', default='synthetic', show_default=True, type=click.Choice(list(BUILTIN)), help='Which built-in set')
 @click.option('--outdir', required=True, type=click.Path(file_okay=False), help='Where to write images/ masks/ preview.png')
 @click.option('--n', default=64, show_default=True, type=click.IntRange(min=1), help='Number of images')
 @click.option('--resolution', default=64, show_default=True, type=click.IntRange(min=8), help='Side in pixels')
 @click.option('--split', default='train', show_default=True, type=click.Choice(sorted(SPLITS)))
 @click.option('--seed', default=0, show_default=True, type=click.IntRange(min=0))
-def export_synthetic(outdir, n, resolution, split, seed):
-    """Write synthetic images and masks as PNGs (readable back as an image+mask test folder), plus a preview."""
-    images, masks = make_synthetic(n, resolution, seed, split)
+def export_synthetic(data, outdir, n, resolution, split, seed):
+    """Write a built-in set's images and masks as PNGs (readable back as an image+mask test folder), plus a preview."""
+    images, masks = make_builtin(data, n, resolution, split, seed)
     for sub in ('images', 'masks'):
         os.makedirs(os.path.join(outdir, sub), exist_ok=True)
     for i, (image, mask) in enumerate(zip(images, masks)):
@@ -82,7 +84,8 @@ def export_synthetic(outdir, n, resolution, split, seed):
         PIL.Image.fromarray(mask * 255).save(os.path.join(outdir, 'masks', f'{i:06d}.png'))
     preview = os.path.join(outdir, 'preview.png')
     PIL.Image.fromarray(_preview_grid(images, masks)).save(preview)
-    print(f'wrote {n} images and masks ({resolution}x{resolution}, {split}, seed {seed}) to {outdir}; preview {preview}')
+    print(f'wrote {n} {data} images and masks ({resolution}x{resolution}, {split}, seed {seed}) to {outdir}; '
+          f'preview {preview}')
 
 
 def _preview_grid(images, masks):

@@ -7,13 +7,30 @@ from tqdm import tqdm
 
 from dnnlib.util import UserError
 
-from . import drc, pairs, synthetic
+from . import collage, drc, pairs, synthetic
 from .cache import cached_array
 from .imaging import train_crop
 from .parallel import ordered_map
 from .sources import ZipSource, image_folder
 
-SYNTHETIC_SEED = 0  # the synthetic data set is fixed; load_training_set's `seed` only picks max_size subsets
+SYNTHETIC_SEED = 0  # the built-in sets are fixed; load_training_set's `seed` only picks max_size subsets
+
+# The procedural data sets rendered on demand, with exact masks: name -> (module, its chunk generator).
+BUILTIN = {'synthetic': (synthetic, synthetic.synthetic_chunks), 'collage': (collage, collage.collage_chunks)}
+
+
+def is_builtin(data):
+    return data in BUILTIN
+
+
+def make_builtin(data, n, resolution, split='train', seed=SYNTHETIC_SEED):
+    """Images 0..n-1 of a built-in set's split ('train', 'val' or 'test'): uint8 [n, 3, R, R] (RGB) and their masks
+    uint8 [n, R, R] in {0, 1} (1 = foreground)."""
+    chunks = list(BUILTIN[data][1](n, resolution, seed, split))
+    if not chunks:
+        return np.zeros((0, 3, resolution, resolution), np.uint8), np.zeros((0, resolution, resolution), np.uint8)
+    images, masks = zip(*chunks)
+    return np.concatenate(images), np.concatenate(masks)
 
 
 def resolve_data_root(data_root=None):
@@ -23,7 +40,7 @@ def resolve_data_root(data_root=None):
 
 def _unknown(data, what):
     return UserError(f'{os.path.abspath(data)}: no such file or folder, and {data!r} is not a dataset name; '
-                     f'use cub, dog, car, synthetic or {what}')
+                     f'use cub, dog, car, {", ".join(BUILTIN)} or {what}')
 
 
 class ImageArrayDataset(torch.utils.data.Dataset):
@@ -78,12 +95,13 @@ def _training_source(data, resolution, data_root):
 def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size=None, mirror=False, seed=0,
                       n_synthetic=2000):
     """The GAN training set, decoded once into the cache and memory-mapped from there."""
-    if data == 'synthetic':
-        name, count = f'synthetic{resolution}', n_synthetic
-        identity, content = ['synthetic', synthetic.VERSION, n_synthetic, SYNTHETIC_SEED, resolution], []
+    if is_builtin(data):
+        module, chunks = BUILTIN[data]
+        name, count = f'{data}{resolution}', n_synthetic
+        identity, content = [data, module.VERSION, n_synthetic, SYNTHETIC_SEED, resolution], []
 
         def batches():
-            for images, _masks in synthetic.synthetic_chunks(n_synthetic, resolution, SYNTHETIC_SEED):
+            for images, _masks in chunks(n_synthetic, resolution, SYNTHETIC_SEED):
                 yield images
     else:
         name, source, identity = _training_source(data, resolution, data_root)
@@ -104,15 +122,16 @@ def _decode_pairs(read, n, name):
     return np.stack(images), np.stack(masks)
 
 
-def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=500):
-    """Real (or synthetic) images with ground-truth masks, for the segmentation evaluation."""
+def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=500, split='test'):
+    """Real (or built-in) images with ground-truth masks, for the segmentation evaluation. `split` picks the
+    held-out split of a built-in set: 'test', or 'val' for choices (snapshots, settings) that must not see 'test'."""
     mask_size = mask_size or image_size
-    if data == 'synthetic':
+    if is_builtin(data):
         # Geometry is resolution-independent, so masks rendered at another size outline the same objects.
-        images, masks = synthetic.make_synthetic(n_synthetic, image_size, SYNTHETIC_SEED, 'test')
+        images, masks = make_builtin(data, n_synthetic, image_size, split)
         if mask_size != image_size:
-            masks = synthetic.make_synthetic(n_synthetic, mask_size, SYNTHETIC_SEED, 'test')[1]
-        return SegmentationTestSet(f'synthetic{image_size}test', images, masks)
+            masks = make_builtin(data, n_synthetic, mask_size, split)[1]
+        return SegmentationTestSet(f'{data}{image_size}{split}', images, masks)
     if data in drc.FOLDERS:
         root = drc.dataset_dir(data, resolve_data_root(data_root))
         items = drc.test_items(data, root)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .parallel import default_workers, ordered_map
 
-SPLITS = {'train': 0, 'test': 1}
+SPLITS = {'train': 0, 'test': 1, 'val': 2}
 VERSION = 1  # part of the cache key: bump when the images change
 
 TABLE_SIZE = 256           # samples of the radial profile r(theta)
@@ -255,12 +255,3 @@ def synthetic_chunks(n, resolution, seed=0, split='train'):
     def render(k):
         return _render_chunk(starts[k], min(starts[k] + chunk, n), resolution, seed, split)
     yield from ordered_map(render, len(starts), workers=default_workers(n))
-
-
-def make_synthetic(n, resolution, seed=0, split='train'):
-    """n images uint8 [n, 3, R, R] (RGB) and their masks uint8 [n, R, R] in {0, 1} (1 = foreground)."""
-    chunks = list(synthetic_chunks(n, resolution, seed, split))
-    if not chunks:
-        return np.zeros((0, 3, resolution, resolution), np.uint8), np.zeros((0, resolution, resolution), np.uint8)
-    images, masks = zip(*chunks)
-    return np.concatenate(images), np.concatenate(masks)

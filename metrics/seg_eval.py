@@ -256,9 +256,9 @@ def check_real_data(real_data, data_root=None):
     """Reject what datasets.load_test_set would reject, without decoding anything: fail before long work."""
     if real_data in drc.FOLDERS:
         drc.dataset_dir(real_data, datasets.resolve_data_root(data_root))
-    elif real_data != 'synthetic' and not is_pairs_folder(real_data):
-        raise UserError(f'unknown real data {real_data!r}; use cub, dog, car, synthetic or a folder with images/ and '
-                        f'masks/')
+    elif not datasets.is_builtin(real_data) and not is_pairs_folder(real_data):
+        raise UserError(f'unknown real data {real_data!r}; use cub, dog, car, {", ".join(datasets.BUILTIN)} or a folder '
+                        f'with images/ and masks/')
 
 
 def _check_same_protocol(run_dir, protocol):
@@ -440,7 +440,7 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.command(help=help_text)
     @click.option('--syn-data', required=True, metavar='DIR', help='Synthetic pairs: DIR/img/*.png + DIR/mask/*.png')
     @click.option('--real-data', required=True, metavar='DATA',
-                  help='cub|dog|car|synthetic, or a folder with images/ + masks/')
+                  help='cub|dog|car|synthetic|collage, or a folder with images/ + masks/')
     @click.option('--data-root', metavar='DIR',
                   help='Folder holding the DRC birds/ dogs/ cars/  [default: the datasets default]')
     @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True,

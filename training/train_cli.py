@@ -254,7 +254,7 @@ def click_options(resolution, cfg_names, default_cfg, default_auto_test):
             click.option('--metrics', default='fid10k_full,kid10k_full', show_default=True, help='Comma-separated metrics, or none'),
             click.option('--seed', type=int, default=0, show_default=True, help='Random seed'),
             click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit'),
-            click.option('--data', help='cub | dog | car | synthetic | an image folder | a dataset zip', metavar='SPEC'),
+            click.option('--data', help='cub | dog | car | synthetic | collage | an image folder | a dataset zip', metavar='SPEC'),
             click.option('--data-root', help='Where cub/dog/car live [default: $ILSGAN_DATA_ROOT or ./datasets]', metavar='DIR'),
             click.option('--cond', type=bool, default=False, help='Conditional training (unsupported)'),
             click.option('--subset', type=click.IntRange(min=1), help='Train on a random subset of this many images'),
