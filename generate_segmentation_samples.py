@@ -5,6 +5,9 @@
   python generate_segmentation_samples.py --network=<run>/network-snapshot-004200.pt --outdir=<dir>
 
 Writes <dir of snapshot>/synthetic_data-<kimg6>/ unless --outdir is given; an unfinished folder is completed.
+Before writing, the masks are checked: polarity (more mask in the centre than on the border?) and shape diversity,
+with a warning for inverted, empty/full or collapsed masks. --polarity=auto (default) writes the flipped
+decomposition (mask -> 1 - mask, fg <-> bg) when the masks are inverted; keep and flip force either.
 """
 import os
 
@@ -26,15 +29,17 @@ from metrics import samples
 @click.option('--noise-mode', type=click.Choice(samples.NOISE_MODES), default='const', show_default=True,
               help='Synthesis noise')
 @click.option('--outdir', metavar='DIR', help='Output folder  [default: <dir of snapshot>/synthetic_data-<kimg6>]')
+@click.option('--polarity', type=click.Choice(samples.POLARITIES), default='auto', show_default=True,
+              help='auto: flip inverted masks; keep: as generated; flip: always mask -> 1 - mask, fg <-> bg')
 @click.option('--batch', type=click.IntRange(min=1), default=64, show_default=True, help='Samples per forward pass')
 @click.option('--device', metavar='DEV', help='torch device  [default: cuda if available, else cpu]')
 @dnnlib.util.cli_errors
-def main(network, metric, pkl_idx, topk, sigma, n, seed, truncation_psi, noise_mode, outdir, batch, device):
+def main(network, metric, pkl_idx, topk, sigma, n, seed, truncation_psi, noise_mode, outdir, polarity, batch, device):
     snapshot, kimg = samples.find_snapshot(network, metric=metric, topk=topk, pkl_idx=pkl_idx, sigma=sigma)
     outdir = outdir or os.path.join(os.path.dirname(snapshot), samples.samples_dir_name(snapshot, kimg))
     print(f'Snapshot: {snapshot} (kimg {kimg})')
     samples.generate_samples(snapshot, outdir, n, seed=seed, truncation_psi=truncation_psi, noise_mode=noise_mode,
-                             batch=batch, device=device)
+                             batch=batch, device=device, polarity=polarity)
     print(f'Samples: {outdir}')
 
 

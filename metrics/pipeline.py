@@ -15,10 +15,12 @@ import json
 import os
 import time
 
+import datasets
 import dnnlib
 from dnnlib.util import UserError
 from metrics import mine, samples, seg_eval
 from metrics.report import write_report
+from training import mask_stats
 
 
 def choose_snapshot(run_dir, metric):
@@ -52,8 +54,27 @@ def stage(name, title, log_path, timing, tee=True):
     timing[name]['seconds'] = round(time.time() - t0, 3)
 
 
+def mask_check(syn_dir, real_data, data_root, scale):
+    """The samples' mask check (from generation.json) next to the same figures for the true test masks, with the
+    warnings that follow from both: is the mask the object, and as varied as the real ones?"""
+    recorded = samples.read_json(os.path.join(syn_dir, samples.SETTINGS_NAME)) or {}
+    generated, written = recorded.get('mask_check'), recorded.get('mask_check_written')
+    true = mask_stats.summarize(datasets.load_test_set(real_data, scale, data_root=data_root).masks)
+    warnings = []
+    if generated:
+        # Polarity is judged on the masks as generated, diversity on those the U-Net learns from.
+        warnings = [text for kind, text in mask_stats.warnings(generated).items() if kind == 'inverted']
+        warnings += [text for kind, text in mask_stats.warnings(written, true['shape_iou']).items() if kind != 'inverted']
+        if recorded.get('flipped'):
+            warnings.append('the synthetic pairs were written flipped (mask -> 1 - mask, fg <-> bg)')
+    for warning in warnings:
+        print(f'WARNING: {warning}')
+    return dict(samples=written, generated=generated, flipped=recorded.get('flipped'),
+                polarity=recorded.get('polarity'), true_masks=true, warnings=warnings)
+
+
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
-                  metric='fid10k_full', scale=64, seed=0, device=None):
+                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto'):
     """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json."""
     if not os.path.isdir(run_dir):
         raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
@@ -77,8 +98,9 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             seg_eval.check_real_data(real_data, data_root)  # Fail now, not after hours of sampling.
 
         with stage('samples', f'{n} samples -> {syn}', log_path, timing) as st:
-            st['reused'] = samples.is_complete(syn, n, seed=seed)
-            samples.generate_samples(snapshot, syn, n, seed=seed, device=device)
+            st['reused'] = samples.is_complete(syn, n, seed=seed, polarity=polarity)
+            samples.generate_samples(snapshot, syn, n, seed=seed, device=device, polarity=polarity)
+            masks = mask_check(syn, real_data, data_root, scale)
 
         with stage('segmentation', f'U-Net on {real_data} at {scale} px -> {seg_dir}', log_path, timing,
                    tee=False) as st:
@@ -103,7 +125,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
 
         summary = dict(
             snapshot=rel(snapshot), kimg=kimg, selection=how, metric=metric, metric_value=value,
-            samples=dict(dir=rel(syn), n=n, seed=seed, truncation_psi=1.0, noise_mode='const'),
+            samples=dict(dir=rel(syn), n=n, seed=seed, truncation_psi=1.0, noise_mode='const', polarity=polarity),
+            masks=masks,
             segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters, results=seg),
             mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
             timing=timing)

@@ -19,12 +19,15 @@ from matplotlib.figure import Figure  # No pyplot: no global backend state, Agg 
 import dnnlib
 from dnnlib.util import UserError
 from metrics import samples
+from training import mask_stats
 
 CURVES = (  # (panel title, stats.jsonl keys): one line per key.
     ('Generator loss', ('Loss/G/loss',)),
     ('Discriminator scores', ('Loss/scores/real', 'Loss/scores/fake')),
     ('Mask binarisation', ('Loss/G/loss_bin',)),
     ('Mask area (fraction of the image)', ('Loss/G/mask_area',)),
+    ('Mask polarity (G_ema probes)', ('Masks/centre', 'Masks/border', 'Masks/inverted')),
+    ('Shape diversity: centred-mask IoU (1 = one shape)', ('Masks/shape_iou',)),
     ('ILS term', ('Loss/G/anti_leaking',)),
     ('ADA p', ('Progress/augment',)),
     ('ILS weight sigma', ('Progress/sigma',)),
@@ -40,6 +43,7 @@ table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid 
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; image-rendering: pixelated; } figure { display: inline-block; margin: .5em 1em .5em 0; }
 figcaption, .note { color: #666; } pre { background: #f7f7f7; padding: .5em; overflow-x: auto; }
+.warning { background: #fff3cd; border-left: 4px solid #d9822b; padding: .4em .8em; }
 """
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -181,6 +185,38 @@ def section_grids(run_dir, plot_dir):
     return shown + (_note(f'No {", ".join(absent)} grid yet.') if absent else '')
 
 
+MASK_KEYS = ('area', 'binary', 'centre', 'border', 'inverted', 'upright', 'shape_iou')
+
+
+def _warning(text):
+    return f'<p class="warning">WARNING: {html.escape(text)}</p>\n'
+
+
+def section_masks(run_dir, plot_dir):
+    """Is the mask the object? The last tick's probe check and the auto-test's, against the true masks."""
+    rows, warnings = [], []
+    path = os.path.join(run_dir, 'stats.jsonl')
+    ticks = [r for r in read_jsonl(path) if 'Masks/inverted' in r] if os.path.isfile(path) else []
+    if ticks:
+        last = {k: ticks[-1][f'Masks/{k}']['mean'] for k in MASK_KEYS if f'Masks/{k}' in ticks[-1]}
+        rows.append((f'G_ema at {ticks[-1]["Progress/kimg"]["mean"]:g} kimg', *(last.get(k) for k in MASK_KEYS)))
+        warnings += list(mask_stats.warnings(last).values()) if len(last) == len(MASK_KEYS) else []
+    summary = samples.read_json(os.path.join(run_dir, 'auto_test', 'summary.json')) or {}
+    check = summary.get('masks') or {}
+    if check.get('samples'):
+        flipped = ' (flipped)' if check.get('flipped') else ''
+        rows.append((f'auto-test samples, polarity {check.get("polarity")}{flipped}',
+                     *(check['samples'].get(k) for k in MASK_KEYS)))
+        rows.append(('true test masks', *(check['true_masks'].get(k) for k in MASK_KEYS)))
+        warnings = check.get('warnings', [])
+    if not rows:
+        return _note('No mask check yet (no tick finished).')
+    note = _note('centre / border: mean mask on the central square and the outer ring; inverted / upright: fraction '
+                 'of samples with clearly more mask on the border / in the centre; shape_iou: mean IoU of pairs of '
+                 'centred masks (1 = one shape for every sample).')
+    return ''.join(_warning(w) for w in warnings) + _table(('masks', *MASK_KEYS), rows) + note
+
+
 def section_auto_test(run_dir, plot_dir):
     path = os.path.join(run_dir, 'auto_test', 'summary.json')
     if not os.path.isfile(path):
@@ -223,6 +259,7 @@ def section_mi(run_dir, plot_dir):
 
 SECTIONS = (
     ('Training options', section_options),
+    ('Mask checks', section_masks),
     ('Training curves', section_training),
     ('FID / KID', section_metrics),
     ('Latest image grids', section_grids),

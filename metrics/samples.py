@@ -10,6 +10,12 @@ the original, all fixes:
 - An existing folder is completed, never deleted (the original rmtree'd it, losing evaluations stored inside,
   §6.13). `generation.json` (written first) records the settings so a resume cannot mix two settings, every PNG
   is renamed into place whole, and `input.pkl` is written last as the completion marker.
+- Before writing, the masks of the first PROBE_SAMPLES latents are checked (training/mask_stats.py): polarity and
+  shape diversity, printed with any warning and stored in generation.json. `polarity` decides what is written:
+  'keep' writes the layers as generated; 'flip' writes mask -> 1 - mask with fg and bg swapped (the same
+  composite); 'auto' (the default) flips when the check finds the masks inverted (most samples hold more mask on
+  the border than in the centre), so that a run which learned the decomposition the wrong way round still yields
+  object masks. A run whose masks are the right way round is never changed by 'auto'.
 """
 import collections
 import concurrent.futures
@@ -29,9 +35,12 @@ import torch
 import dnnlib
 from dnnlib.util import UserError
 from metrics.seg_eval import progress, write_json
+from training import mask_stats
 
 LAYERS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 NOISE_MODES = ('const', 'random', 'none')
+POLARITIES = ('auto', 'keep', 'flip')
+PROBE_SAMPLES = 512  # latents whose masks decide the polarity and measure the shape diversity
 SETTINGS_NAME = 'generation.json'
 INPUT_NAME = 'input.pkl'
 _SNAPSHOT_RE = re.compile(r'network-snapshot-(\d+)\.(?:pt|pkl)$')
@@ -170,9 +179,9 @@ def read_json(path):
         return json.load(f)
 
 
-def _settings(n, seed, truncation_psi, noise_mode):
+def _settings(n, seed, truncation_psi, noise_mode, polarity='auto'):
     """What a folder's samples depend on: all must match to reuse or resume it."""
-    return dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode)
+    return dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode, polarity=polarity)
 
 
 def first_missing(outdir, n):
@@ -182,9 +191,9 @@ def first_missing(outdir, n):
     return next((i for i in range(n) if any(f'{i + 1:06d}.png' not in names for names in present)), n)
 
 
-def is_complete(outdir, n, seed=0, truncation_psi=1.0, noise_mode='const'):
+def is_complete(outdir, n, seed=0, truncation_psi=1.0, noise_mode='const', polarity='auto'):
     """True when outdir holds all n samples made with these settings (input.pkl written, no PNG missing)."""
-    settings = _settings(n, seed, truncation_psi, noise_mode)
+    settings = _settings(n, seed, truncation_psi, noise_mode, polarity)
     recorded = read_json(os.path.join(outdir, SETTINGS_NAME)) or {}
     return ({k: recorded.get(k) for k in settings} == settings and os.path.isfile(os.path.join(outdir, INPUT_NAME))
             and first_missing(outdir, n) == n)
@@ -219,16 +228,40 @@ def _prepare_outdir(outdir, snapshot_path, settings):
             os.remove(tmp)  # Half-written PNGs of a killed run: never samples, and they would confuse readers.
 
 
+def flip_layers(layers):
+    """The same composite with the roles swapped: mask -> 1 - mask, fg <-> bg ('fg*mask' on white, as forward)."""
+    mask, fg = 1 - layers['mask'], layers['bg']
+    return dict(layers, bg=layers['fg'], fg=fg, mask=mask, **{'fg*mask': (1 - mask) + mask * fg})
+
+
+def check_polarity(G, z, polarity, device, truncation_psi=1.0, noise_mode='const', batch=64):
+    """Check G's masks for z and decide the polarity: (summary as generated, summary as written, flip), printed."""
+    with torch.no_grad():
+        masks = torch.cat([G(zb.to(device), None, truncation_psi=truncation_psi, noise_mode=noise_mode,
+                             return_layers=True)['mask'].cpu() for zb in z.split(batch)])
+    summary = mask_stats.summarize(masks)
+    flip = mask_stats.decide_flip(summary, polarity)
+    print(f'Mask check ({len(z)} samples): area {summary["area"]:.3f}, centre {summary["centre"]:.2f}, border '
+          f'{summary["border"]:.2f}, inverted {summary["inverted"]:.0%}, centred-shape IoU {summary["shape_iou"]:.2f}')
+    for warning in mask_stats.warnings(summary).values():
+        print(f'WARNING: {warning}')
+    if flip:
+        print(f'Polarity {polarity}: writing the flipped decomposition (mask -> 1 - mask, fg <-> bg)')
+    return summary, (mask_stats.summarize(1 - masks) if flip else summary), flip
+
+
 def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise_mode='const', batch=64,
-                     device=None):
+                     device=None, polarity='auto'):
     """Write n layered samples of the snapshot's G_ema into outdir (resuming an unfinished folder); returns outdir."""
     if n < 1 or batch < 1:
         raise UserError(f'--n and --batch must be positive, got n={n} batch={batch}')
     if noise_mode not in NOISE_MODES:
         raise UserError(f'unknown noise mode {noise_mode!r}; use one of {", ".join(NOISE_MODES)}')
+    if polarity not in POLARITIES:
+        raise UserError(f'unknown polarity {polarity!r}; use one of {", ".join(POLARITIES)}')
     if not os.path.isfile(snapshot_path):
         raise UserError(f'snapshot {snapshot_path} does not exist; pass a network-snapshot file or a run directory')
-    settings = _settings(n, seed, truncation_psi, noise_mode)
+    settings = _settings(n, seed, truncation_psi, noise_mode, polarity)
     os.makedirs(outdir, exist_ok=True)
     _prepare_outdir(outdir, snapshot_path, settings)
     start = first_missing(outdir, n)
@@ -245,6 +278,15 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
     G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.
 
+    settings_path = os.path.join(outdir, SETTINGS_NAME)
+    recorded = read_json(settings_path)
+    if 'flipped' in recorded:  # A resumed folder keeps the decision its first samples were written with.
+        flip = recorded['flipped']
+    else:
+        generated, written, flip = check_polarity(G, z[:PROBE_SAMPLES], polarity, device, truncation_psi, noise_mode,
+                                                  batch)
+        write_json(settings_path, dict(recorded, flipped=flip, mask_check=generated, mask_check_written=written))
+
     t0 = time.time()
     bar = progress(None, total=n, initial=start, desc='generate', unit='img')
     pending = collections.deque()  # PNG writes of the batches being encoded, oldest first.
@@ -260,6 +302,8 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
             with torch.no_grad():
                 out = G(z[base:base + batch].to(device), None, truncation_psi=truncation_psi, noise_mode=noise_mode,
                         return_layers=True)
+            if flip:
+                out = flip_layers(out)
             images = {k: (quantize_mask(v) if k == 'mask' else quantize(v)).cpu().numpy() for k, v in out.items()}
             pending.append([pool.submit(save_png, images[layer][i], png_path(outdir, layer, base + i))
                             for i in range(len(images['img'])) for layer in LAYERS])

@@ -289,6 +289,8 @@ def click_options(resolution, cfg_names, default_cfg, default_auto_test):
             click.option('--auto-test-n', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the auto-test'),
             click.option('--auto-test-iters', type=click.IntRange(min=1), default=6000, show_default=True, help='UNet iterations'),
             click.option('--auto-test-mine-iters', type=click.IntRange(min=1), default=100000, show_default=True, help='MINE iterations'),
+            click.option('--auto-test-polarity', type=click.Choice(['auto', 'keep', 'flip']), default='auto', show_default=True,
+                         help='Synthetic pairs: auto flips inverted masks (mask -> 1 - mask, fg <-> bg); keep; flip'),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -329,7 +331,7 @@ def main(script_resolution, **opts):
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
-                               seed=opts['seed'])  # Writes report.html too.
+                               seed=opts['seed'], polarity=opts['auto_test_polarity'])  # Writes report.html too.
     else:
         from metrics.report import write_report
         print(f'Report: {write_report(args["run_dir"])}')

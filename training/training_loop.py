@@ -19,9 +19,10 @@ import tqdm
 import dnnlib
 from dnnlib.util import atomic_write, format_time
 from torch_utils import misc, training_stats
-from training import augment, checkpoint, loss as loss_lib, networks, visualize
+from training import augment, checkpoint, loss as loss_lib, mask_stats, networks, visualize
 
 STATE_FILE = 'training-state.pt'
+MASK_PROBES = 256  # fixed latents whose G_ema masks are checked every tick (polarity, shape diversity)
 
 
 def snapshot_name(cur_nimg):
@@ -186,7 +187,8 @@ def training_loop(
     # Outputs.
     stats_jsonl = None
     stats_tfevents = None
-    grid_z = grid_eps = None
+    grid_z = grid_eps = probe_z = None
+    mask_warnings = {}
     if is_main:
         if resume_state is not None:
             drop_stats_after(os.path.join(run_dir, 'stats.jsonl'), cur_nimg)
@@ -196,6 +198,7 @@ def training_loop(
         grid_rng = torch.Generator().manual_seed(random_seed)
         grid_z = torch.randn([gw * gh, G.z_dim], generator=grid_rng)
         grid_eps = torch.rand([gw * gh, G.eps_dim], generator=grid_rng) * 2 - 1
+        probe_z = torch.randn([MASK_PROBES, G.z_dim], generator=grid_rng)
         if cur_nimg == 0:
             reals = torch.from_numpy(np.stack([training_set[i % len(training_set)] for i in range(gw * gh)]))
             visualize.save_grid(visualize.to_uint8(reals.float(), (0, 255)), os.path.join(run_dir, 'reals.png'), cols=gw)
@@ -262,6 +265,7 @@ def training_loop(
         training_stats.report('Timing/maintenance_sec', maintenance_time)
         if device.type == 'cuda':
             training_stats.report('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2 ** 30)
+        masks = _check_masks(G_ema, probe_z, device) if is_main else None
         stats = collector.update()
         if is_main:
             elapsed = tick_end_time - start_time
@@ -269,7 +273,14 @@ def training_loop(
                   f'sec/kimg {collector.mean("Timing/sec_per_kimg"):<7.2f} img/s {(cur_nimg - tick_start_nimg) / max(tick_end_time - tick_start_time, 1e-9):<7.1f} '
                   f'G {collector.mean("Loss/G/loss"):<6.3f} D+ {collector.mean("Loss/scores/real"):<6.3f} '
                   f'bin {collector.mean("Loss/G/loss_bin"):<6.3f} area {collector.mean("Loss/G/mask_area"):<5.3f} ils {collector.mean("Loss/G/anti_leaking"):<7.4f} '
+                  f'inv {masks["inverted"]:.2f} shapeIoU {masks["shape_iou"]:.2f} '
                   f'augment {collector.mean("Progress/augment"):.3f}', flush=True)
+            # Say it when a warning appears, and again at every image snapshot while it lasts.
+            new_warnings = mask_stats.warnings(masks)
+            if new_warnings.keys() != mask_warnings.keys() or cur_tick % image_snapshot_ticks == 0:
+                for warning in new_warnings.values():
+                    print(f'WARNING at {cur_nimg / 1000:.1f} kimg: {warning}', flush=True)
+            mask_warnings = new_warnings
             bar.update(cur_nimg / 1000 - bar.n)
             bar.set_postfix_str(f'G {collector.mean("Loss/G/loss"):.2f} p {collector.mean("Progress/augment"):.3f}')
             stats_jsonl.write(json.dumps(dict(stats, timestamp=time.time())) + '\n')
@@ -340,6 +351,17 @@ def _tensorboard_writer(run_dir):
         return tensorboard.SummaryWriter(run_dir)
     except ImportError:
         return None
+
+
+@torch.no_grad()
+def _check_masks(G_ema, z, device, batch=64):
+    """mask_stats.summarize of G_ema's masks for the fixed probe latents (is the mask the object, and varied?),
+    also reported as Masks/* statistics."""
+    masks = [G_ema(zb.to(device), None, noise_mode='const', return_layers=True)['mask'].cpu() for zb in z.split(batch)]
+    summary = mask_stats.summarize(torch.cat(masks))
+    for name, value in summary.items():
+        training_stats.report(f'Masks/{name}', value)
+    return summary
 
 
 @torch.no_grad()
