@@ -4,7 +4,7 @@
 See datasets/README.md for where to put the DRC data and `python -m datasets --help` for the tools.
 """
 from .dataset import (BUILTIN, ImageArrayDataset, SegmentationTestSet, is_builtin, load_test_set, load_training_set,
-                      make_builtin, resolve_data_root)
+                      make_builtin, parse_builtin, resolve_data_root)
 
 __all__ = ['BUILTIN', 'ImageArrayDataset', 'SegmentationTestSet', 'is_builtin', 'load_test_set', 'load_training_set',
-           'make_builtin', 'resolve_data_root']
+           'make_builtin', 'parse_builtin', 'resolve_data_root']

@@ -19,8 +19,18 @@ SYNTHETIC_SEED = 0  # the built-in sets are fixed; load_training_set's `seed` on
 BUILTIN = {'synthetic': (synthetic, synthetic.synthetic_chunks), 'collage': (collage, collage.collage_chunks)}
 
 
+def parse_builtin(data):
+    """(name, split) for a built-in set, written `collage` (its test split) or `collage:val`; else None."""
+    name, _, split = data.partition(':')
+    if name not in BUILTIN:
+        return None
+    if split and split not in synthetic.SPLITS:
+        raise UserError(f'{data}: unknown split {split!r}; use {name}, {name}:val or {name}:test')
+    return name, split or 'test'
+
+
 def is_builtin(data):
-    return data in BUILTIN
+    return parse_builtin(data) is not None
 
 
 def make_builtin(data, n, resolution, split='train', seed=SYNTHETIC_SEED):
@@ -95,7 +105,7 @@ def _training_source(data, resolution, data_root):
 def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size=None, mirror=False, seed=0,
                       n_synthetic=2000):
     """The GAN training set, decoded once into the cache and memory-mapped from there."""
-    if is_builtin(data):
+    if data in BUILTIN:  # always the train split
         module, chunks = BUILTIN[data]
         name, count = f'{data}{resolution}', n_synthetic
         identity, content = [data, module.VERSION, n_synthetic, SYNTHETIC_SEED, resolution], []
@@ -122,11 +132,13 @@ def _decode_pairs(read, n, name):
     return np.stack(images), np.stack(masks)
 
 
-def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=500, split='test'):
-    """Real (or built-in) images with ground-truth masks, for the segmentation evaluation. `split` picks the
-    held-out split of a built-in set: 'test', or 'val' for choices (snapshots, settings) that must not see 'test'."""
+def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=500):
+    """Real (or built-in) images with ground-truth masks, for the segmentation evaluation. A built-in set is tested
+    on its test split; `collage:val` / `synthetic:val` give the validation split, for choices (snapshots, settings)
+    that must not see the test images."""
     mask_size = mask_size or image_size
     if is_builtin(data):
+        data, split = parse_builtin(data)
         # Geometry is resolution-independent, so masks rendered at another size outline the same objects.
         images, masks = make_builtin(data, n_synthetic, image_size, split)
         if mask_size != image_size:

@@ -427,7 +427,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
 
 def run_desc(real_data, aug, input_size, score_size):
     """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128."""
-    name = os.path.basename(os.path.normpath(real_data))  # 'cub', or the folder's name.
+    name = os.path.basename(os.path.normpath(real_data)).replace(':', '-')  # 'cub', 'collage-val', a folder's name
     if input_size == score_size:
         size = f'{score_size}'
     else:

@@ -80,8 +80,11 @@ def test_training_and_val_sets(tmp_path):
     train = datasets.load_training_set('collage', 16, cache_dir=tmp_path, n_synthetic=24)
     assert train.name == 'collage16' and len(train) == 24
     np.testing.assert_array_equal(train.images, datasets.make_builtin('collage', 24, 16)[0])
-    val = datasets.load_test_set('collage', 16, n_synthetic=8, split='val')
+    val = datasets.load_test_set('collage:val', 16, n_synthetic=8)
     test = datasets.load_test_set('collage', 16, n_synthetic=8)
+    assert np.array_equal(datasets.load_test_set('collage:test', 16, n_synthetic=8).images, test.images)
+    with pytest.raises(UserError, match='unknown split'):
+        datasets.load_test_set('collage:holdout', 16)
     assert val.name == 'collage16val' and test.name == 'collage16test'
     assert not np.array_equal(val.images, test.images)
 
