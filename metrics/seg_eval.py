@@ -37,10 +37,10 @@ from datasets import drc
 from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
 from dnnlib.util import UserError
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
 from training import visualize
-from training.seg_augment import PRESETS, AugmentPipe, augment_pair
 
 GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
 EVAL_BATCH = 64  # The original's val/test batch, whatever the training batch.
