@@ -15,7 +15,7 @@ import os
 import click
 
 from dnnlib.util import cli_errors
-from metrics import pipeline
+from pipeline import auto_test
 from training import demo_model, train_cli
 
 
@@ -63,7 +63,7 @@ def main(outdir, kimg, evaluate, samples, seg_iters, mine_iters, resolution, see
     print(f'Step 2: evaluating the shipped model ({info["kimg"]} kimg of the same preset, trained on a CPU; '
           f'see checkpoints/README.md), since masks need more training than this demo has.')
     shipped_dir = demo_model.install(outdir)
-    pipeline.run_auto_test(shipped_dir, 'synthetic', n=samples, seg_iters=seg_iters, mine_iters=mine_iters,
+    auto_test.run_auto_test(shipped_dir, 'synthetic', n=samples, seg_iters=seg_iters, mine_iters=mine_iters,
                            metric=None, scale=info['resolution'], seed=seed)
     print(f'\nDemo done. Trained {kimg} kimg in {trained_dir}; evaluated the shipped {info["kimg"]}-kimg model. '
           f'{summary_line(shipped_dir)}')

@@ -324,8 +324,8 @@ def main(script_resolution, **opts):
     if not go:
         return None
     if opts['auto_test']:
-        from metrics import pipeline
-        pipeline.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
+        from pipeline import auto_test
+        auto_test.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
