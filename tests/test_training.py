@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
+from pipeline import train_cli
 from training import loss as loss_lib
-from training import presets, train_cli
+from training import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny preset shrunk further: 16 px and batch 8 keep each CLI run to seconds on a 2-core CPU.

@@ -15,8 +15,8 @@ import os
 import click
 
 from dnnlib.util import cli_errors
-from pipeline import auto_test
-from training import demo_model, train_cli
+from pipeline import auto_test, train_cli
+from training import demo_model
 
 
 def train(outdir, kimg, resolution, seed, auto_test):
