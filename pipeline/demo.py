@@ -4,7 +4,7 @@
    that run's report.
 2. Run the real automatic evaluation (samples, a U-Net trained on them and tested on held-out synthetic images with
    their true masks, a short MINE run) and its report. By default it evaluates the shipped model
-   (training/demo_model.py): masks need far more training than a CPU demo has, so the model from step 1 would only
+   (pipeline/demo_model.py): masks need far more training than a CPU demo has, so the model from step 1 would only
    give the trivial "everything is foreground" score. `--evaluate=trained` evaluates the model from step 1 instead.
 
 Every stage runs at reduced length; the commands in README.md run the original's full protocol.
@@ -15,8 +15,7 @@ import os
 import click
 
 from dnnlib.util import cli_errors
-from pipeline import auto_test, train_cli
-from training import demo_model
+from pipeline import auto_test, demo_model, train_cli
 
 
 def train(outdir, kimg, resolution, seed, auto_test):
