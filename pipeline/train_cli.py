@@ -148,6 +148,7 @@ def _subprocess_fn(rank, args, temp_dir):
 
 
 def _run_rank(rank, args):
+    from metrics import metric_main
     from training import training_loop
     device = _device_for(rank)
     if device.type == 'cuda':
@@ -160,9 +161,11 @@ def _run_rank(rank, args):
     try:
         if log is not None:
             log.__enter__()
-        loop_kwargs = {k: v for k, v in args.items() if k not in ('training_set_kwargs', 'run_dir')}
+        loop_kwargs = {k: v for k, v in args.items() if k not in ('training_set_kwargs', 'run_dir', 'metrics', 'inception')}
+        evaluate = metric_main.snapshot_evaluator(args['metrics'], training_set, args['run_dir'], device,
+                                                  num_gpus=args['num_gpus'], rank=rank, inception_spec=args['inception'])
         training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
-                                    rank=rank, device=device, **loop_kwargs)
+                                    rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
     finally:
         if log is not None:
             log.__exit__(None, None, None)

@@ -93,7 +93,7 @@ def training_loop(
     augment_kwargs=None,          # AugmentPipe kwargs, or None for no augmentation.
     loss_kwargs={},               # ILSLoss kwargs.
     estimator_kwargs=None,        # ModelBag kwargs for the learned-estimator configs, or None.
-    metrics=(),                   # Metric names evaluated at every network snapshot.
+    snapshot_metrics=None,        # Called as snapshot_metrics(G_ema, snapshot_path, sigma) at every network snapshot.
     random_seed=0, num_gpus=1, rank=0, device='cpu',
     batch_size=32, batch_gpu=None,
     ema_kimg=10, ema_rampup=0.05,
@@ -103,7 +103,6 @@ def training_loop(
     resume_pkl=None,              # Weights to start from (our snapshot or an original pickle).
     resume_state=None,            # A training-state.pt to continue exactly.
     cudnn_benchmark=True, allow_tf32=False,
-    inception=None,               # Feature network spec for FID/KID (None: the default).
     grid_max_side=32,             # Snapshot grids show at most this many samples per side.
 ):
     device = torch.device(device)
@@ -294,12 +293,8 @@ def training_loop(
                 checkpoint.save_snapshot(snap_path, {'G': G, 'D': D, 'G_ema': G_ema, 'augment_pipe': augment_pipe},
                                          training_set_kwargs=training_set_kwargs,
                                          extra={'kimg': cur_nimg // 1000, 'sigma': sigma, 'estimator': estimator_kwargs})
-            for metric in metrics:
-                from metrics import metric_main
-                result = metric_main.calc_metric(metric, G=G_ema, dataset=training_set, device=device, num_gpus=num_gpus,
-                                                 rank=rank, inception_spec=inception, progress=False)
-                if is_main:
-                    metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=snap_path, sigma=sigma)
+            if snapshot_metrics is not None:
+                snapshot_metrics(G_ema, snap_path, sigma)
             # The state comes last: a resumed run restarts after everything this snapshot wrote.
             _save_training_state(os.path.join(run_dir, STATE_FILE), rank, num_gpus, G, D, G_ema, bag, augment_pipe,
                                  ada, G_opt, D_opt, cur_nimg, cur_tick + 1, batch_idx)
