@@ -29,6 +29,8 @@ import torch
 import dnnlib
 from dnnlib.util import UserError
 from metrics.seg_eval import progress, write_json
+from training import checkpoint
+from training.networks import to_device
 
 LAYERS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 NOISE_MODES = ('const', 'random', 'none')
@@ -89,7 +91,6 @@ def find_snapshot(path, metric='fid10k_full', topk=None, pkl_idx=None, sigma=Non
                             f'run directory instead')
         kimg = snapshot_kimg(path)
         if kimg is None:
-            from training import checkpoint  # Lazy: only for an oddly named file.
             kimg = checkpoint.load_snapshot(path).get('extra', {}).get('kimg')
         return path, kimg
     if not os.path.isdir(path):
@@ -236,12 +237,10 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
         print(f'Reusing {n} complete samples in {outdir}')
         return outdir
 
-    from training import checkpoint  # Lazy: the network classes are only needed to generate.
     G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
     if G is None:
         raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    from training.networks import to_device
     G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.
 

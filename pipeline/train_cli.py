@@ -10,9 +10,13 @@ import tempfile
 import click
 import torch
 
+import datasets
 import dnnlib
 from dnnlib.util import UserError
-from training import presets
+from metrics import inception, metric_main
+from metrics.report import write_report
+from pipeline import auto_test
+from training import augment, checkpoint, networks, presets, training_loop
 
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
 
@@ -52,11 +56,9 @@ def build_options(opts, resolution, cfg_names):
         raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
     metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
     if metrics:
-        from metrics import metric_main
         bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
         if bad:
             raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} or none')
-        from metrics import inception
         inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
 
     fp32 = opts['fp32'] or spec.num_fp16_res == 0
@@ -104,12 +106,10 @@ def build_options(opts, resolution, cfg_names):
 
 
 def augment_specs(name):
-    from training import augment
     return augment.augpipe_specs[name]
 
 
 def load_dataset(opts, res):
-    import datasets
     return datasets.load_training_set(opts['data'], res, data_root=opts['data_root'], max_size=opts['subset'],
                                       mirror=opts['mirror'], seed=opts['seed'])
 
@@ -148,12 +148,9 @@ def _subprocess_fn(rank, args, temp_dir):
 
 
 def _run_rank(rank, args):
-    from metrics import metric_main
-    from training import training_loop
     device = _device_for(rank)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
-    import datasets
     tsk = args['training_set_kwargs']
     training_set = datasets.load_training_set(tsk['data'], tsk['resolution'], data_root=tsk['data_root'],
                                               max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
@@ -222,7 +219,6 @@ def prepare_run(opts, resolution, cfg_names):
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
     if kind == 'weights':
         # Fail now, not after the run directory exists: the file must load and its weights fit this configuration.
-        from training import checkpoint, networks
         fresh = {'G': networks.PerturbGenerator(**kwargs['G_kwargs']), 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs'])}
         checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path)
         kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
@@ -327,13 +323,11 @@ def main(script_resolution, **opts):
     if not go:
         return None
     if opts['auto_test']:
-        from pipeline import auto_test
         auto_test.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
                                seed=opts['seed'])  # Writes report.html too.
     else:
-        from metrics.report import write_report
         print(f'Report: {write_report(args["run_dir"])}')
     return args['run_dir']

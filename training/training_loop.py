@@ -20,6 +20,7 @@ import dnnlib
 from dnnlib.util import atomic_write, format_time
 from torch_utils import misc, training_stats
 from training import augment, checkpoint, loss as loss_lib, networks, visualize
+from training.estimators import ModelBag
 
 STATE_FILE = 'training-state.pt'
 
@@ -124,7 +125,6 @@ def training_loop(
     G_ema = copy.deepcopy(G).eval()
     bag = None
     if estimator_kwargs is not None:
-        from training.estimators import ModelBag
         bag = ModelBag(**estimator_kwargs).train().requires_grad_(False).to(device)
         if num_gpus > 1 and device.type == 'cuda':  # SyncBatchNorm runs on GPUs only; CPU ranks keep their own BN.
             bag = torch.nn.SyncBatchNorm.convert_sync_batchnorm(bag)

@@ -9,6 +9,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import cuda_plugins
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -43,7 +45,6 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     gain = float(spec.def_gain if gain is None else gain)
     clamp = float(-1 if clamp is None else clamp)
     if impl in ('auto', 'cuda') and x.device.type == 'cuda':
-        from . import cuda_plugins
         y = cuda_plugins.bias_act_cuda(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
         if y is not None:
             return y

@@ -12,6 +12,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from . import cuda_plugins
+
 _fallback_impl = 'fast'  # What 'auto' uses when the CUDA kernel is not in play.
 
 
@@ -83,7 +85,6 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     if impl in ('auto', 'cuda') and x.device.type == 'cuda':
-        from . import cuda_plugins
         y = cuda_plugins.upfirdn2d_cuda(x, f, up=_parse_scaling(up), down=_parse_scaling(down),
                                         padding=_parse_padding(padding), flip_filter=flip_filter, gain=gain)
         if y is not None:
