@@ -131,7 +131,8 @@ def test_dmain_gradients_equal_the_two_pass_formulation():
     D = _small_D(4).requires_grad_(True)
     loss = loss_lib.ILSLoss('cpu', G=G, D=D, r1_gamma=0.5)
     real, z, eps = torch.randn(8, 3, 16, 16), torch.randn(8, 512), torch.rand(8, 2) * 2 - 1
-    loss.accumulate_gradients('Dboth', real, z, eps, gain=1, cur_kimg=0)
+    loss.accumulate_gradients('Dmain', real, z, eps, gain=1, cur_kimg=0)
+    loss.accumulate_gradients('Dreg', real, z, eps, gain=1, cur_kimg=0)
     got = [p.grad.clone() for p in D.parameters()]
     D.zero_grad(set_to_none=True)
     with torch.no_grad():

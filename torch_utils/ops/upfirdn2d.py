@@ -203,14 +203,6 @@ def _zero_insert_upsample(x, upx, upy):
     return x.reshape(n, c, h * upy, w * upx)
 
 
-def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='auto'):
-    """Filter with `f` keeping the size ('same' padding), optionally with extra padding."""
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    fw, fh = _get_filter_size(f)
-    p = [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
-    return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
-
-
 def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Upsample by `up` with interpolation filter `f`; the output is exactly `up` times larger."""
     upx, upy = _parse_scaling(up)
