@@ -1,14 +1,14 @@
-"""Synthetic layer samples of a generator snapshot (evaluation.md §1): snapshot choice and resumable generation.
+"""Synthetic layer samples of a generator snapshot: snapshot choice and resumable generation.
 
-A sample folder holds `{bg,fg,mask,fg*mask,img}/000001.png ...` (8-bit RGB at the generator resolution), the
-original's `input.pkl` {z, c, truncation_psi, noise_mode, seed} and a byte copy of the snapshot. Differences from
-the original, all fixes:
+A sample folder holds `{bg,fg,mask,fg*mask,img}/000001.png ...` (8-bit RGB at the generator resolution; fg*mask is
+the masked foreground on white, as G(..., return_layers=True) gives it), the original's `input.pkl` {z, c,
+truncation_psi, noise_mode, seed} and a byte copy of the snapshot. Differences from the original, all fixes:
 - `pkl_idx` picks the snapshot whose kimg equals it; the original matched str(pkl_idx) as a substring of the file
-  name, so 20 picked 000200 (spec §6.12). `topk` keeps the original's meaning: a kimg ceiling.
+  name, so 20 picked 000200. `topk` keeps the original's meaning: a kimg ceiling.
 - z is drawn from an explicitly seeded generator in one [n, z_dim] draw, so samples do not depend on the batch size
-  or on a resume (§6.14). noise_mode='random' still draws its noise from torch's global RNG.
-- An existing folder is completed, never deleted (the original rmtree'd it, losing evaluations stored inside,
-  §6.13). `generation.json` (written first) records the settings so a resume cannot mix two settings, every PNG
+  or on a resume. noise_mode='random' still draws its noise from torch's global RNG.
+- An existing folder is completed, never deleted (the original rmtree'd it, losing evaluations stored inside).
+  `generation.json` (written first) records the settings so a resume cannot mix two settings, every PNG
   is renamed into place whole, and `input.pkl` is written last as the completion marker.
 """
 import collections
