@@ -1,4 +1,4 @@
-"""MINE mutual-information evaluation of layered synthetic samples (evaluation.md §3).
+"""MINE mutual-information evaluation of layered synthetic samples.
 
 A statistics network T(x, y) is trained to maximise the Donsker-Varadhan lower bound
     I(X; Y) >= E_joint[T] - log E_marginal[exp T]
@@ -128,7 +128,7 @@ class TensorPairs:
 
 
 class LayerPairs:
-    """ILSGAN layer pairs (evaluation.md §3.2) from the uint8 tensors of `load_layers`.
+    """ILSGAN layer pairs from the uint8 tensors of `load_layers`.
 
     separate ('invis2vis'): (fg*m, bg*m) and (bg*(1-m), fg*(1-m)); single ('bg2fg'): (fg, bg).
     """
@@ -383,7 +383,7 @@ def run_mode(layers, mode, run_dir, *, syn_dir, device, **train_kwargs):
 
 def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-naive', shuffle='replacement',
             device=None, save_checkpoints=False, seed=0, modes=MODES):
-    """MINE evaluation of a synthetic sample folder (evaluation.md §3.5).
+    """MINE evaluation of a synthetic sample folder.
 
     Runs each of `modes` into `<outdir>/<mode>/`; outdir defaults to the next `<syn>/MI-estimation-MINE/<NNNNN>`.
     With an explicit outdir a mode whose result json already exists is reused, so a pipeline can resume.
