@@ -307,14 +307,9 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
 
         iters_per_sec = (it - tick_iter) / (time.time() - tick_start)
         lr = opt.param_groups[0]['lr']
-        results = {}
-        for split, indices in eval_sets.items():
-            means, skipped = evaluate(nets, source, indices, batch_size=eval_batch_size, bound=bound,
-                                      shuffle=shuffle, generator=generator)
-            nonfinite_eval += skipped
-            results[split] = means
-            _append_jsonl(run_dir, f'metric-eval-MI-{split}.jsonl',
-                          dict(iter=it, **dict(zip(keys, means)), lr=lr, timestamp=time.time()))
+        results, skipped = _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, batch_size=eval_batch_size,
+                                            bound=bound, shuffle=shuffle, generator=generator)
+        nonfinite_eval += skipped
         train_evals.append(results['train'])
         _append_jsonl(run_dir, 'stats.jsonl', dict(iter=it, loss=loss_sum / max(loss_count, 1), lr=lr,
                                                    iters_per_sec=iters_per_sec, nonfinite_train=nonfinite_train,
@@ -332,6 +327,19 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
     last = torch.tensor(train_evals[-average_last:])
     return dict(mi=last.nanmean(0).tolist(), final_lr=opt.param_groups[0]['lr'], train_evals=train_evals,
                 nonfinite_train=nonfinite_train, nonfinite_eval=nonfinite_eval)
+
+
+def _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, **evaluate_kwargs):
+    """Each estimator's MI on every split of eval_sets at iteration `it`, also appended to the split's
+    metric-eval-MI-<split>.jsonl. Returns ({split: [MI per estimator]}, non-finite batch values skipped)."""
+    results, skipped = {}, 0
+    for split, indices in eval_sets.items():
+        means, nonfinite = evaluate(nets, source, indices, **evaluate_kwargs)
+        skipped += nonfinite
+        results[split] = means
+        _append_jsonl(run_dir, f'metric-eval-MI-{split}.jsonl',
+                      dict(iter=it, **dict(zip(keys, means)), lr=lr, timestamp=time.time()))
+    return results, skipped
 
 
 def _append_jsonl(run_dir, name, record):

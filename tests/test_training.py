@@ -271,15 +271,19 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path):
+    # --batch-gpu=2: two accumulation rounds per rank, the first under DDP's no_sync; the ranks stay identical only
+    # if the last round all-reduces what both rounds accumulated.
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                            os.path.join(ROOT, 'train_ILS_64.py'), f'--outdir={tmp_path}'] + FAST +
-                          ['--kimg=1', '--tick=1', '--snap=1'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          ['--kimg=1', '--tick=1', '--snap=1', '--batch-gpu=2'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
     log = open(os.path.join(run_dir, 'log.txt')).read()
     assert 'Networks identical on all 2 ranks' in log
-    assert json.load(open(os.path.join(run_dir, 'training_options.json')))['batch_size'] == 8
+    options = json.load(open(os.path.join(run_dir, 'training_options.json')))
+    assert (options['batch_size'], options['batch_gpu']) == (8, 2)
 
 
 def test_learned_estimator_trains_through_ddp(tmp_path):
