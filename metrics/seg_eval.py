@@ -354,8 +354,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=64,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3):
-    """Train, select and test the segmenter; returns the test results (the five scores of
-    metrics.segmentation) plus best_iter.
+    """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
     checkpoint. test_only=True re-tests the best validated checkpoint without training.
