@@ -10,8 +10,10 @@ import os
 import click
 import torch
 
+import datasets
 from dnnlib.util import UserError, cli_errors
 from metrics import metric_main, samples
+from training.checkpoint import load_snapshot
 
 
 def _snapshots(network):
@@ -51,9 +53,6 @@ def main(network, metrics, data, data_root, inception, device, batch, sigma):
         raise UserError(f'invalid --metrics {",".join(bad)!r}; use names from {",".join(metric_main.list_valid_metrics())}')
     run_dir, pkls = _snapshots(network)
     skip_scored = os.path.isdir(network)  # Re-running on a run directory resumes; a named snapshot is always scored.
-    from training.checkpoint import load_snapshot  # Lazy: only this CLI needs the training package.
-    import datasets
-
     dataset = None
     for pkl in pkls:
         todo = [m for m in metrics if not skip_scored or os.path.relpath(pkl, run_dir) not in _already_scored(run_dir, m)]

@@ -1,5 +1,5 @@
-"""`make demo` entry point (see training/demo.py)."""
-from training.demo import main
+"""`make demo` entry point (see pipeline/demo.py)."""
+from pipeline.demo import main
 
 if __name__ == '__main__':
     main()

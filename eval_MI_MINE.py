@@ -1,4 +1,4 @@
-"""MINE mutual information between the fg and bg layers of a synthetic sample folder (evaluation.md §3).
+"""MINE mutual information between the fg and bg layers of a synthetic sample folder.
 
     python eval_MI_MINE.py --path=<synthetic dir> [--iters=100000] [--mode=both]
 

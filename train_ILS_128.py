@@ -1,5 +1,5 @@
-"""Train ILSGAN at 128x128 (see README). All logic lives in training/train_cli.py."""
-from training import train_cli
+"""Train ILSGAN at 128x128 (see README). All logic lives in pipeline/train_cli.py."""
+from pipeline import train_cli
 
 main = train_cli.make_command(128, default_auto_test=False)
 

@@ -30,7 +30,7 @@ def main():
     nets = {}
     for impl in side_by_side.impls(args):
         G, D = side_by_side.build_networks(args, device, impl)
-        nets[impl] = (G.train(), D.train(), loss_lib.ILSLoss(device, G, D, r1_gamma=0.0002 * args.res ** 2 / args.batch))
+        nets[impl] = (G.train(), D.train(), loss_lib.ILSLoss(device, G, D, r1_gamma=loss_lib.r1_gamma_heuristic(args.res, args.batch)))
     real = torch.randn([args.batch, 3, args.res, args.res], device=device)
     medians = side_by_side.time_interleaved(args, device, lambda impl: step(*nets[impl], real, args.batch, device))
     mem = f' peak_mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB' if device.type == 'cuda' else ''

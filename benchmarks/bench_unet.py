@@ -12,9 +12,9 @@ import click
 import torch
 
 from dnnlib.util import UserError, cli_errors
+from metrics.seg_augment import PRESETS, AugmentPipe
 from metrics.seg_eval import train_step
 from metrics.unet import UNet
-from training.seg_augment import PRESETS, AugmentPipe
 
 
 def device_name(device):

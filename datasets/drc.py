@@ -1,7 +1,7 @@
 """CUB (birds), Stanford Dogs and Stanford Cars as Deep-Region-Competition (DRC) prepares them.
 
 Files are selected exactly as ILSGAN did (training/dataset.py:DRCDataset and the evaluation test sets), but every
-image is read as RGB: the original read Dogs/Cars with cv2, i.e. BGR (spec: evaluation.md §2.3, §5).
+image is read as RGB: the original read Dogs/Cars with cv2, i.e. BGR.
 """
 import os
 

@@ -86,3 +86,18 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None, sigma=None):
         # Rewrite-and-rename rather than append: a reader (or a crash) never sees half a line.
         with atomic_write(path, 'w') as f:
             f.write(old + line + '\n')
+
+
+def snapshot_evaluator(metrics, dataset, run_dir, device, num_gpus=1, rank=0, inception_spec=None):
+    """The training loop's `snapshot_metrics`: each of `metrics` for a snapshot's G_ema, computed on every rank and
+    appended by rank 0 to the run's metric-<name>.jsonl. None when there are no metrics."""
+    if not metrics:
+        return None
+
+    def evaluate(G_ema, snapshot_pkl, sigma):
+        for metric in metrics:
+            result = calc_metric(metric, G=G_ema, dataset=dataset, device=device, num_gpus=num_gpus, rank=rank,
+                                 inception_spec=inception_spec, progress=False)
+            if rank == 0:
+                report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_pkl, sigma=sigma)
+    return evaluate

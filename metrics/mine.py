@@ -1,4 +1,4 @@
-"""MINE mutual-information evaluation of layered synthetic samples (evaluation.md §3).
+"""MINE mutual-information evaluation of layered synthetic samples.
 
 A statistics network T(x, y) is trained to maximise the Donsker-Varadhan lower bound
     I(X; Y) >= E_joint[T] - log E_marginal[exp T]
@@ -128,7 +128,7 @@ class TensorPairs:
 
 
 class LayerPairs:
-    """ILSGAN layer pairs (evaluation.md §3.2) from the uint8 tensors of `load_layers`.
+    """ILSGAN layer pairs from the uint8 tensors of `load_layers`.
 
     separate ('invis2vis'): (fg*m, bg*m) and (bg*(1-m), fg*(1-m)); single ('bg2fg'): (fg, bg).
     """
@@ -307,14 +307,9 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
 
         iters_per_sec = (it - tick_iter) / (time.time() - tick_start)
         lr = opt.param_groups[0]['lr']
-        results = {}
-        for split, indices in eval_sets.items():
-            means, skipped = evaluate(nets, source, indices, batch_size=eval_batch_size, bound=bound,
-                                      shuffle=shuffle, generator=generator)
-            nonfinite_eval += skipped
-            results[split] = means
-            _append_jsonl(run_dir, f'metric-eval-MI-{split}.jsonl',
-                          dict(iter=it, **dict(zip(keys, means)), lr=lr, timestamp=time.time()))
+        results, skipped = _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, batch_size=eval_batch_size,
+                                            bound=bound, shuffle=shuffle, generator=generator)
+        nonfinite_eval += skipped
         train_evals.append(results['train'])
         _append_jsonl(run_dir, 'stats.jsonl', dict(iter=it, loss=loss_sum / max(loss_count, 1), lr=lr,
                                                    iters_per_sec=iters_per_sec, nonfinite_train=nonfinite_train,
@@ -332,6 +327,19 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
     last = torch.tensor(train_evals[-average_last:])
     return dict(mi=last.nanmean(0).tolist(), final_lr=opt.param_groups[0]['lr'], train_evals=train_evals,
                 nonfinite_train=nonfinite_train, nonfinite_eval=nonfinite_eval)
+
+
+def _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, **evaluate_kwargs):
+    """Each estimator's MI on every split of eval_sets at iteration `it`, also appended to the split's
+    metric-eval-MI-<split>.jsonl. Returns ({split: [MI per estimator]}, non-finite batch values skipped)."""
+    results, skipped = {}, 0
+    for split, indices in eval_sets.items():
+        means, nonfinite = evaluate(nets, source, indices, **evaluate_kwargs)
+        skipped += nonfinite
+        results[split] = means
+        _append_jsonl(run_dir, f'metric-eval-MI-{split}.jsonl',
+                      dict(iter=it, **dict(zip(keys, means)), lr=lr, timestamp=time.time()))
+    return results, skipped
 
 
 def _append_jsonl(run_dir, name, record):
@@ -383,7 +391,7 @@ def run_mode(layers, mode, run_dir, *, syn_dir, device, **train_kwargs):
 
 def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-naive', shuffle='replacement',
             device=None, save_checkpoints=False, seed=0, modes=MODES):
-    """MINE evaluation of a synthetic sample folder (evaluation.md §3.5).
+    """MINE evaluation of a synthetic sample folder.
 
     Runs each of `modes` into `<outdir>/<mode>/`; outdir defaults to the next `<syn>/MI-estimation-MINE/<NNNNN>`.
     With an explicit outdir a mode whose result json already exists is reused, so a pipeline can resume.

@@ -1,14 +1,14 @@
-"""Synthetic layer samples of a generator snapshot (evaluation.md §1): snapshot choice and resumable generation.
+"""Synthetic layer samples of a generator snapshot: snapshot choice and resumable generation.
 
-A sample folder holds `{bg,fg,mask,fg*mask,img}/000001.png ...` (8-bit RGB at the generator resolution), the
-original's `input.pkl` {z, c, truncation_psi, noise_mode, seed} and a byte copy of the snapshot. Differences from
-the original, all fixes:
+A sample folder holds `{bg,fg,mask,fg*mask,img}/000001.png ...` (8-bit RGB at the generator resolution; fg*mask is
+the masked foreground on white, as G(..., return_layers=True) gives it), the original's `input.pkl` {z, c,
+truncation_psi, noise_mode, seed} and a byte copy of the snapshot. Differences from the original, all fixes:
 - `pkl_idx` picks the snapshot whose kimg equals it; the original matched str(pkl_idx) as a substring of the file
-  name, so 20 picked 000200 (spec §6.12). `topk` keeps the original's meaning: a kimg ceiling.
+  name, so 20 picked 000200. `topk` keeps the original's meaning: a kimg ceiling.
 - z is drawn from an explicitly seeded generator in one [n, z_dim] draw, so samples do not depend on the batch size
-  or on a resume (§6.14). noise_mode='random' still draws its noise from torch's global RNG.
-- An existing folder is completed, never deleted (the original rmtree'd it, losing evaluations stored inside,
-  §6.13). `generation.json` (written first) records the settings so a resume cannot mix two settings, every PNG
+  or on a resume. noise_mode='random' still draws its noise from torch's global RNG.
+- An existing folder is completed, never deleted (the original rmtree'd it, losing evaluations stored inside).
+  `generation.json` (written first) records the settings so a resume cannot mix two settings, every PNG
   is renamed into place whole, and `input.pkl` is written last as the completion marker.
 - Before writing, the masks of the first PROBE_SAMPLES latents are checked (training/mask_stats.py): polarity and
   shape diversity, printed with any warning and stored in generation.json. `polarity` decides what is written:
@@ -35,7 +35,8 @@ import torch
 import dnnlib
 from dnnlib.util import UserError
 from metrics.seg_eval import progress, write_json
-from training import mask_stats
+from training import checkpoint, mask_stats
+from training.networks import to_device
 
 LAYERS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 NOISE_MODES = ('const', 'random', 'none')
@@ -98,7 +99,6 @@ def find_snapshot(path, metric='fid10k_full', topk=None, pkl_idx=None, sigma=Non
                             f'run directory instead')
         kimg = snapshot_kimg(path)
         if kimg is None:
-            from training import checkpoint  # Lazy: only for an oddly named file.
             kimg = checkpoint.load_snapshot(path).get('extra', {}).get('kimg')
         return path, kimg
     if not os.path.isdir(path):
@@ -269,12 +269,10 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
         print(f'Reusing {n} complete samples in {outdir}')
         return outdir
 
-    from training import checkpoint  # Lazy: the network classes are only needed to generate.
     G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
     if G is None:
         raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    from training.networks import to_device
     G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.
 

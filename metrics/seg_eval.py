@@ -1,4 +1,4 @@
-"""Segmentation evaluation (evaluation spec §2): train a U-Net on synthetic (image, mask) pairs, select it on the
+"""Segmentation evaluation: train a U-Net on synthetic (image, mask) pairs, select it on the
 synthetic val split, test it once on real images with ground-truth masks.
 
 One code path serves both protocols of the original:
@@ -37,10 +37,10 @@ from datasets import drc
 from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
 from dnnlib.util import UserError
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
 from training import visualize
-from training.seg_augment import PRESETS, AugmentPipe, augment_pair
 
 GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
 EVAL_BATCH = 64  # The original's val/test batch, whatever the training batch.
@@ -354,7 +354,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=64,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3):
-    """Train, select and test the segmenter; returns the test results (spec §2.6 metrics) plus best_iter.
+    """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
     checkpoint. test_only=True re-tests the best validated checkpoint without training.

@@ -1,12 +1,10 @@
-"""Foreground/background segmentation scores (evaluation spec §2.6).
+"""Foreground/background segmentation scores: pACC, IoU, mIoU, DRC_IoU and DRC_DICE.
 
 Dataset-level scores come from one confusion matrix accumulated over every pixel of every image; the
 DRC-style scores are per-image IoU/DICE averaged over images, the form used by Deep Region Competition.
 Class 1 is foreground. There is no fg/bg flip matching: class 1 is always the generator's alpha >= 0.5 region.
 """
 import torch
-
-METRICS = ('pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE')
 
 
 def confusion_matrix(pred, gt, num_classes=2):
@@ -44,7 +42,7 @@ def per_image_iou_dice(pred, gt):
 
 
 class SegmentationMeter:
-    """Accumulates batches of (pred, gt) label maps and reports the five scores of METRICS."""
+    """Accumulates batches of (pred, gt) label maps and reports the five scores."""
 
     def __init__(self):
         self.cm = torch.zeros(2, 2, dtype=torch.int64)

@@ -8,6 +8,7 @@ import torch
 import legacy
 from dnnlib.util import UserError
 from training import checkpoint, networks
+from training import legacy as pickle_reader
 
 
 def rel_err(a, b):
@@ -60,7 +61,7 @@ def test_persistent_object_cannot_smuggle_code(tmp_path):
 
     class Evil:
         def __reduce__(self):
-            return (legacy._reconstruct_persistent_obj, ({'type': 'class', 'state': {'x': _Boom(marker)}},))
+            return (pickle_reader._reconstruct_persistent_obj, ({'type': 'class', 'state': {'x': _Boom(marker)}},))
     Evil.__reduce__.__module__ = 'torch_utils.persistence'
     with open(evil, 'wb') as f:
         pickle.dump({'G_ema': Evil()}, f)

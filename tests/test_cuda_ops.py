@@ -28,17 +28,15 @@ if __name__ == '__main__':  # `python tests/test_cuda_ops.py` prints the compile
 
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import cuda_plugins  # noqa: E402
+from torch_utils.ops.activations import activation_funcs  # noqa: E402
 
 OPS_DIR = os.path.join(ROOT, 'torch_utils', 'ops')
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 GPU = 'cuda'  # device of the GPU tests (a dry run of their logic on the CPU may point it elsewhere)
 
-ACTS = ['linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish']
-ACT_IDS = {a: i for i, a in enumerate(ACTS)}
-SECOND_ORDER = {'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish'}
-DEF_ALPHA = {'lrelu': 0.2}
-DEF_GAIN = {'relu': 2 ** 0.5, 'lrelu': 2 ** 0.5, 'swish': 2 ** 0.5}
+ACTS = list(activation_funcs)
+ACT_IDS = {a: spec.kernel_id for a, spec in activation_funcs.items()}
 
 # (up, down, padding (px0, px1, py0, py1), filter shape (fh, fw) or (k,) for separable, flip, gain, input [N,C,H,W])
 UPFIRDN_CONFIGS = [
@@ -69,7 +67,7 @@ def _make_filter(fshape, gen, device='cpu'):
 
 
 def _refs():
-    """The lead's pure-PyTorch reference ops (imported lazily)."""
+    """The pure-PyTorch reference ops (imported lazily)."""
     try:
         from torch_utils.ops.bias_act import _bias_act_ref
         from torch_utils.ops.upfirdn2d import _upfirdn2d_ref
@@ -166,6 +164,13 @@ def test_compile_check(tmp_path):
         out = (r.stdout + r.stderr).strip()
         assert r.returncode == 0 and not out, f'{" ".join(cmd)}\n(exit {r.returncode}, {secs:.0f}s)\n{out}'
         assert os.path.getsize(cmd[cmd.index('-o') + 1]) > 0
+
+
+def test_kernel_activation_ids_match_the_table():
+    with open(os.path.join(OPS_DIR, 'bias_act_kernel.h'), encoding='utf-8') as f:
+        enum = re.search(r'enum Act : int \{(.*?)\};', f.read(), re.S).group(1)
+    ids = {name.lower(): int(i) for name, i in re.findall(r'k(\w+) = (\d+)', enum) if name != 'NumActs'}
+    assert ids == ACT_IDS
 
 
 def _quoted_includes(path):
@@ -526,16 +531,26 @@ def emu_plugin_ops(tmp_path_factory):
     return ops
 
 
+class EmuGlue:
+    """cuda_plugins' autograd glue over emulated kernels, on CPU tensors: bias_act_cuda / upfirdn2d_cuda there."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def bias_act(self, *args):
+        return cuda_plugins.bias_act_glue(lambda: self.ops['bias_act'], *args)
+
+    def upfirdn2d(self, *args, **kwargs):
+        return cuda_plugins.upfirdn2d_glue(lambda: self.ops['upfirdn2d'], *args, **kwargs)
+
+
 @pytest.fixture(params=['mirror', pytest.param('plugin', marks=pytest.mark.slow)])
-def emu_glue(request, emu, monkeypatch):
-    """Route cuda_plugins through the emulated kernels (on CPU tensors), either via EmuOps (a Python mirror of the
-    host glue) or via the real *_plugin.cpp compiled in host-emulation mode (slow: builds against torch)."""
+def emu_glue(request, emu):
+    """The glue over the emulated kernels, either via EmuOps (a Python mirror of the host glue) or via the real
+    *_plugin.cpp compiled in host-emulation mode (slow: builds against torch)."""
     if request.param == 'mirror':
-        ops = {'bias_act': emu.bias_act, 'upfirdn2d': emu.upfirdn2d}
-    else:
-        ops = request.getfixturevalue('emu_plugin_ops')
-    monkeypatch.setattr(cuda_plugins, '_test_ops', ops)
-    return ops
+        return EmuGlue({'bias_act': emu.bias_act, 'upfirdn2d': emu.upfirdn2d})
+    return EmuGlue(request.getfixturevalue('emu_plugin_ops'))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -558,7 +573,7 @@ def _ref_derivatives(ref, x, b, dim, act, alpha, gain, clamp, dy, ddx):
 def test_emu_bias_act_kernel_modes(emu, act, clamp):
     bias_act_ref, _ = _refs()
     gen = torch.Generator().manual_seed(ACT_IDS[act] * 7 + int(clamp > 0))
-    alpha, gain = DEF_ALPHA.get(act, 0.0), DEF_GAIN.get(act, 1.0)
+    alpha, gain = activation_funcs[act].def_alpha, activation_funcs[act].def_gain
     for dtype, rtol in [(torch.float64, 1e-6), (torch.float32, 1e-4)]:
         x = torch.randn(3, 5, 4, 6, generator=gen, dtype=torch.float64).to(dtype)
         b = torch.randn(4, generator=gen, dtype=torch.float64).to(dtype)
@@ -577,7 +592,7 @@ def test_emu_bias_act_kernel_modes(emu, act, clamp):
         for label, xr, yr in ref_sets:
             dx = emu.bias_act(dy, b, xr, yr, None, 1, **a)
             _close(dx, dx_ref, rtol, f'{act} {dtype} grad1 from {label}')
-            if act in SECOND_ORDER:
+            if activation_funcs[act].has_2nd_grad:
                 d2 = emu.bias_act(ddx, b, xr, yr, dy, 2, **a)
                 _close(d2, d2_ref, rtol * 10, f'{act} {dtype} grad2 from {label}')
             else:
@@ -642,20 +657,20 @@ def test_emu_upfirdn2d_many_images_and_tiles(emu):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The autograd glue on the CPU (cuda_plugins.* with the emulated kernels) against the references.
+# The autograd glue on the CPU (cuda_plugins.*_glue with the emulated kernels) against the references.
 
 @pytest.mark.parametrize('clamp', [-1.0, 0.5])
 @pytest.mark.parametrize('act', ACTS)
 def test_glue_bias_act_derivatives(emu_glue, act, clamp):
     bias_act_ref, _ = _refs()
     gen = torch.Generator().manual_seed(100 + ACT_IDS[act])
-    alpha, gain = DEF_ALPHA.get(act, 0.0), DEF_GAIN.get(act, 1.0)
+    alpha, gain = activation_funcs[act].def_alpha, activation_funcs[act].def_gain
     for dim, shape in [(1, (2, 6, 3, 5)), (0, (4, 3)), (3, (2, 3, 4, 5))]:
         x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
         b0 = torch.randn(shape[dim], generator=gen, dtype=torch.float64)
         dy0 = torch.randn(shape, generator=gen, dtype=torch.float64)
         results = []
-        for fn in [cuda_plugins.bias_act_cuda, bias_act_ref]:
+        for fn in [emu_glue.bias_act, bias_act_ref]:
             x, b, dy = (t.clone().requires_grad_(True) for t in (x0, b0, dy0))
             y = fn(x, b, dim, act, alpha, gain, clamp)
             assert y is not None
@@ -677,7 +692,7 @@ def test_glue_bias_act_gradcheck(emu_glue):
     for act, clamp in [('tanh', -1.0), ('swish', 0.7), ('lrelu', -1.0), ('softplus', -1.0), ('elu', 0.9)]:
         x = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
         b = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
-        fn = lambda x, b: cuda_plugins.bias_act_cuda(x, b, 1, act, 0.2, 1.3, clamp)  # noqa: E731
+        fn = lambda x, b: emu_glue.bias_act(x, b, 1, act, 0.2, 1.3, clamp)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x, b), eps=1e-6, atol=1e-5)
         assert torch.autograd.gradgradcheck(fn, (x, b), eps=1e-6, atol=1e-5)
 
@@ -688,21 +703,21 @@ def test_glue_bias_act_misc(emu_glue):
     x = torch.randn(2, 4, 3, 3, generator=gen, dtype=torch.float64)
     # No bias, negative dim, defaults resolved from None, non-contiguous input, dtype of b converted.
     xt = x.transpose(1, 3)
-    y = cuda_plugins.bias_act_cuda(xt, None, -1, 'lrelu', None, None, None)
+    y = emu_glue.bias_act(xt, None, -1, 'lrelu', None, None, None)
     _close(y, bias_act_ref(xt, None, dim=3, act='lrelu'), 1e-6)
     b32 = torch.randn(4, generator=gen)
-    y = cuda_plugins.bias_act_cuda(x, b32, 1, 'relu', 0.0, 2 ** 0.5, -1.0)
+    y = emu_glue.bias_act(x, b32, 1, 'relu', 0.0, 2 ** 0.5, -1.0)
     _close(y, bias_act_ref(x, b32.double(), dim=1, act='relu'), 1e-6)
     # Mixed dtypes promote like the reference's x + b.
-    y = cuda_plugins.bias_act_cuda(x.float(), b32.double(), 1, 'relu', 0.0, 2 ** 0.5, -1.0)
+    y = emu_glue.bias_act(x.float(), b32.double(), 1, 'relu', 0.0, 2 ** 0.5, -1.0)
     assert y.dtype == bias_act_ref(x.float(), b32.double(), dim=1, act='relu').dtype == torch.float64
     # Unsupported requests fall back (None): unknown act, int dtype, bias of the wrong size.
-    assert cuda_plugins.bias_act_cuda(x, None, 1, 'gelu', 0.0, 1.0, -1.0) is None
-    assert cuda_plugins.bias_act_cuda(x.long(), None, 1, 'relu', 0.0, 1.0, -1.0) is None
-    assert cuda_plugins.bias_act_cuda(x, torch.zeros(3, dtype=x.dtype), 1, 'relu', 0.0, 1.0, -1.0) is None
+    assert emu_glue.bias_act(x, None, 1, 'gelu', 0.0, 1.0, -1.0) is None
+    assert emu_glue.bias_act(x.long(), None, 1, 'relu', 0.0, 1.0, -1.0) is None
+    assert emu_glue.bias_act(x, torch.zeros(3, dtype=x.dtype), 1, 'relu', 0.0, 1.0, -1.0) is None
     # Only b requires grad; x not.
     b = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
-    db, = torch.autograd.grad(cuda_plugins.bias_act_cuda(x, b, 1, 'tanh', 0.0, 1.0, -1.0).sum(), b)
+    db, = torch.autograd.grad(emu_glue.bias_act(x, b, 1, 'tanh', 0.0, 1.0, -1.0).sum(), b)
     db_ref, = torch.autograd.grad(bias_act_ref(x, b, dim=1, act='tanh').sum(), b)
     _close(db, db_ref, 1e-6)
 
@@ -715,7 +730,7 @@ def test_glue_upfirdn2d_derivatives(emu_glue, cfg):
     f = _make_filter(fshape, gen)
     x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
     results = []
-    for fn in [lambda x: cuda_plugins.upfirdn2d_cuda(x, f, up, down, pad, flip, gain),
+    for fn in [lambda x: emu_glue.upfirdn2d(x, f, up, down, pad, flip, gain),
                lambda x: _ref_upfirdn(upfirdn2d_ref, x, f, up, down, pad, flip, gain)]:
         x = x0.clone().requires_grad_(True)
         y = fn(x)
@@ -734,7 +749,7 @@ def test_glue_upfirdn2d_gradcheck(emu_glue):
     x = torch.randn(1, 2, 6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     for up, down, pad in [((2, 2), (1, 1), (2, 1, 2, 1)), ((1, 1), (2, 2), (1, 1, 1, 1)),
                           ((1, 2), (2, 1), (0, 3, 1, -1))]:
-        fn = lambda x: cuda_plugins.upfirdn2d_cuda(x, f, up, down, pad, False, 2.0)  # noqa: E731
+        fn = lambda x: emu_glue.upfirdn2d(x, f, up, down, pad, False, 2.0)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
         assert torch.autograd.gradgradcheck(fn, (x,), eps=1e-6, atol=1e-6)
 
@@ -743,13 +758,13 @@ def test_glue_upfirdn2d_misc(emu_glue):
     _, upfirdn2d_ref = _refs()
     x = torch.randn(1, 2, 5, 6, dtype=torch.float64)
     # f None = identity; int scaling/padding accepted; filter needing grad or 3-D input -> fall back (None).
-    _close(cuda_plugins.upfirdn2d_cuda(x, None, 1, 1, 0, False, 1.0), x, 1e-12)
-    assert cuda_plugins.upfirdn2d_cuda(x, torch.ones(2, 2, requires_grad=True), 1, 1, 0, False, 1.0) is None
-    assert cuda_plugins.upfirdn2d_cuda(x[0], torch.ones(2, 2), 1, 1, 0, False, 1.0) is None
+    _close(emu_glue.upfirdn2d(x, None, 1, 1, 0, False, 1.0), x, 1e-12)
+    assert emu_glue.upfirdn2d(x, torch.ones(2, 2, requires_grad=True), 1, 1, 0, False, 1.0) is None
+    assert emu_glue.upfirdn2d(x[0], torch.ones(2, 2), 1, 1, 0, False, 1.0) is None
     # Channels-last input gives a channels-last output with the right values.
     xcl = x.contiguous(memory_format=torch.channels_last)
     f = torch.ones(4, 4) / 16
-    y = cuda_plugins.upfirdn2d_cuda(xcl, f, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0)
+    y = emu_glue.upfirdn2d(xcl, f, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0)
     assert y.is_contiguous(memory_format=torch.channels_last)
     _close(y, _ref_upfirdn(upfirdn2d_ref, x, f, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0), 1e-6)
 
@@ -777,7 +792,7 @@ def test_gpu_bias_act(act, clamp, dtype):
     bias_act_ref, _ = _refs()
     assert cuda_plugins.is_available()
     gen = torch.Generator().manual_seed(ACT_IDS[act])
-    alpha, gain = DEF_ALPHA.get(act, 0.0), DEF_GAIN.get(act, 1.0)
+    alpha, gain = activation_funcs[act].def_alpha, activation_funcs[act].def_gain
     tol = _gpu_tol(dtype)
     for dim, shape in [(1, (4, 16, 9, 7)), (0, (33, 5)), (3, (2, 3, 5, 8))]:
         x0 = torch.randn(shape, generator=gen).to(GPU, dtype)

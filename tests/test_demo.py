@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dnnlib.util import UserError
-from training import checkpoint, demo_model, networks
+from pipeline import demo_model
+from training import checkpoint, networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

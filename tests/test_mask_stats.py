@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from metrics import samples
-from training import checkpoint, demo_model, mask_stats
+from pipeline import demo_model
+from training import checkpoint, mask_stats
 
 
 def disc(n=32, cx=16, cy=16, r=8):

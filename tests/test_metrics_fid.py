@@ -106,6 +106,18 @@ def test_calc_metric_end_to_end_writes_jsonl_and_reuses_real_stats(tmp_path):
     assert line['snapshot_pkl'] == 'network-snapshot-000000.pkl' and line['sigma'] == 0.5
 
 
+@needs_inception
+def test_snapshot_evaluator_appends_the_metric_of_a_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setenv('ILSGAN_CACHE_DIR', str(tmp_path / 'cache'))
+    assert metric_main.snapshot_evaluator([], TinyDataset(), str(tmp_path), 'cpu') is None
+    evaluate = metric_main.snapshot_evaluator(['fid8_full'], TinyDataset(), str(tmp_path), 'cpu')
+    evaluate(TinyG(), str(tmp_path / 'network-snapshot-000004.pt'), 0.2)
+    with open(tmp_path / 'metric-fid8_full.jsonl') as f:
+        line = json.loads(f.read())
+    assert line['snapshot_pkl'] == 'network-snapshot-000004.pt' and line['sigma'] == 0.2
+    assert np.isfinite(line['results']['fid8_full'])
+
+
 def test_metric_names():
     assert metric_main.list_valid_metrics() == ['fid10k_full', 'kid10k_full', 'fid50k_full', 'kid50k_full']
     assert all(map(metric_main.is_valid_metric, ['fid10k_full', 'kid50k_full', 'fid100_full']))

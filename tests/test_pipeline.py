@@ -15,7 +15,8 @@ from PIL import Image
 
 import make_report
 from dnnlib.util import UserError
-from metrics import pipeline, report, samples
+from metrics import report, samples
+from pipeline import auto_test
 from training import checkpoint, networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,7 +255,7 @@ def test_auto_test_end_to_end(tmp_path):
     run = make_run(tmp_path / 'run', kimgs=(0, 200))
     real = make_real_folder(tmp_path / 'real')
     kwargs = dict(n=40, seg_iters=4, mine_iters=4, scale=16, device='cpu')
-    summary = pipeline.run_auto_test(run, real, **kwargs)
+    summary = auto_test.run_auto_test(run, real, **kwargs)
     auto = os.path.join(run, 'auto_test')
     syn = os.path.join(auto, 'synthetic_data-000200')
     assert summary['kimg'] == 200 and summary['metric_value'] == FIDS[200]
@@ -274,7 +275,7 @@ def test_auto_test_end_to_end(tmp_path):
     assert 'MINE separate' not in log  # The MINE runs log into their own files: loggers do not chain.
 
     t0 = time.time()
-    again = pipeline.run_auto_test(run, real, **kwargs)
+    again = auto_test.run_auto_test(run, real, **kwargs)
     assert time.time() - t0 < 15
     assert all(t['reused'] for t in again['timing'].values() if t is not again['timing']['snapshot'])
     assert again['timing']['segmentation']['seconds'] == summary['timing']['segmentation']['seconds']
@@ -283,10 +284,10 @@ def test_auto_test_end_to_end(tmp_path):
 
 def test_auto_test_falls_back_to_last_snapshot(tmp_path, capsys):
     run = make_run(tmp_path / 'run', kimgs=(0, 200), with_metric=False)
-    snapshot, kimg, value, how = pipeline.choose_snapshot(run, 'fid10k_full')
+    snapshot, kimg, value, how = auto_test.choose_snapshot(run, 'fid10k_full')
     assert (snapshot, kimg, value, how) == (snap(run, 200), 200, None, 'last snapshot')
     assert 'LAST snapshot (kimg 200)' in capsys.readouterr().out
     with pytest.raises(UserError, match='unknown real data'):
-        pipeline.run_auto_test(run, 'mnist')
+        auto_test.run_auto_test(run, 'mnist')
     with pytest.raises(UserError, match='no network-snapshot'):
-        pipeline.choose_snapshot(str(tmp_path), None)
+        auto_test.choose_snapshot(str(tmp_path), None)

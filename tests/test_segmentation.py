@@ -16,9 +16,9 @@ import eval_segmentation
 import eval_segmentation_eval128
 import segment_photos
 from metrics import seg_eval
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
 from metrics.segmentation import SegmentationMeter, confusion_matrix, confusion_scores, per_image_iou_dice
 from metrics.unet import UNet
-from training.seg_augment import PRESETS, AugmentPipe, augment_pair
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Metrics against hand-computed values.

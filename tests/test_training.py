@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
+from pipeline import train_cli
 from training import loss as loss_lib
-from training import presets, train_cli
+from training import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny preset shrunk further: 16 px and batch 8 keep each CLI run to seconds on a 2-core CPU.
@@ -130,7 +131,8 @@ def test_dmain_gradients_equal_the_two_pass_formulation():
     D = _small_D(4).requires_grad_(True)
     loss = loss_lib.ILSLoss('cpu', G=G, D=D, r1_gamma=0.5)
     real, z, eps = torch.randn(8, 3, 16, 16), torch.randn(8, 512), torch.rand(8, 2) * 2 - 1
-    loss.accumulate_gradients('Dboth', real, z, eps, gain=1, cur_kimg=0)
+    loss.accumulate_gradients('Dmain', real, z, eps, gain=1, cur_kimg=0)
+    loss.accumulate_gradients('Dreg', real, z, eps, gain=1, cur_kimg=0)
     got = [p.grad.clone() for p in D.parameters()]
     D.zero_grad(set_to_none=True)
     with torch.no_grad():
@@ -178,6 +180,7 @@ def test_one_tick_of_every_preset(cfg, tmp_path):
         target = kw[k]['synthesis_kwargs'] if k == 'G_kwargs' else kw[k]
         target.update(channel_base=128, channel_max=16)
     kw.update(total_kimg=0.008, kimg_per_tick=0.004, image_snapshot_ticks=1, network_snapshot_ticks=1, grid_max_side=2)
+    del kw['metrics'], kw['inception']  # The CLI turns these into the loop's snapshot_metrics hook.
     training_loop.training_loop(run_dir=str(tmp_path), training_set=Images(), training_set_kwargs={}, **kw)
     lines = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
     assert len(lines) == 2
@@ -268,15 +271,19 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path):
+    # --batch-gpu=2: two accumulation rounds per rank, the first under DDP's no_sync; the ranks stay identical only
+    # if the last round all-reduces what both rounds accumulated.
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                            os.path.join(ROOT, 'train_ILS_64.py'), f'--outdir={tmp_path}'] + FAST +
-                          ['--kimg=1', '--tick=1', '--snap=1'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          ['--kimg=1', '--tick=1', '--snap=1', '--batch-gpu=2'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
     log = open(os.path.join(run_dir, 'log.txt')).read()
     assert 'Networks identical on all 2 ranks' in log
-    assert json.load(open(os.path.join(run_dir, 'training_options.json')))['batch_size'] == 8
+    options = json.load(open(os.path.join(run_dir, 'training_options.json')))
+    assert (options['batch_size'], options['batch_gpu']) == (8, 2)
 
 
 def test_learned_estimator_trains_through_ddp(tmp_path):

@@ -1,6 +1,4 @@
 """Tensor and module helpers shared by the networks, the training loop and the evaluators."""
-import contextlib
-
 import numpy as np
 import torch
 
@@ -90,16 +88,6 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
             tensor.copy_(src[name].detach()).requires_grad_(tensor.requires_grad)
         elif require_all:
             raise KeyError(f'{name} is missing from the source module')
-
-
-@contextlib.contextmanager
-def ddp_sync(module, sync):
-    """Skip DDP's gradient all-reduce on all but the last accumulation round."""
-    if isinstance(module, torch.nn.parallel.DistributedDataParallel) and not sync:
-        with module.no_sync():
-            yield
-    else:
-        yield
 
 
 def nan_to_num_(grads):

@@ -154,7 +154,7 @@ class AugmentPipe(torch.nn.Module):
                  scale=0, rotate=0, aniso=0, xfrac=0, scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125,
                  brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5,
                  hue_max=1, saturation_std=1,
-                 imgfilter=0, imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1,
+                 imgfilter=0, imgfilter_bands=(1, 1, 1, 1), imgfilter_std=1,
                  noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
         super().__init__()
         self.register_buffer('p', torch.ones([]))  # Adaptive strength: scales every probability below.

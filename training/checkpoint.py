@@ -2,7 +2,8 @@
 
 A snapshot is a torch.save'd dict of plain data: for each network its class name, constructor kwargs and
 state_dict. `load_snapshot` reads it with torch.load(weights_only=True) and rebuilds the modules from this
-project's own classes. The original's pickles are accepted too, through legacy.load_network_pkl.
+project's own classes. The original's pickles are accepted too: training/legacy.py reads them as the same plain
+data, and `load_network_pkl` builds their networks.
 """
 import copy
 import pickle
@@ -12,6 +13,7 @@ import torch
 
 import dnnlib
 from dnnlib.util import UserError
+from training import augment, legacy, networks
 
 FORMAT = 'ilsgan-snapshot-v1'
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
@@ -19,7 +21,6 @@ NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 
 def network_classes():
     """Classes a snapshot may name; nothing else is ever constructed."""
-    from training import augment, networks
     return {
         'PerturbGenerator': networks.PerturbGenerator,
         'DiscriminatorOpen': networks.DiscriminatorOpen,
@@ -76,9 +77,8 @@ def load_snapshot(path):
     except OSError as e:
         raise UserError(f'cannot read snapshot {path}: {e.strerror}') from None
     if head[:2] != b'PK':
-        import legacy
         with open(path, 'rb') as f:
-            return legacy.load_network_pkl(f)
+            return load_network_pkl(f)
     try:
         data = torch.load(path, map_location='cpu', weights_only=True)
     except (RuntimeError, OSError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as e:
@@ -88,6 +88,21 @@ def load_snapshot(path):
     out = {key: build_module(data.get(key), name=f'{path}:{key}') for key in NETWORK_KEYS}
     out['training_set_kwargs'] = dnnlib.EasyDict(data.get('training_set_kwargs', {}))
     out['extra'] = data.get('extra', {})
+    return out
+
+
+def load_network_pkl(f):
+    """Read an original snapshot pickle from an open binary file; returns a dict with G, D, G_ema, augment_pipe
+    (this project's modules, eval mode, CPU) and training_set_kwargs."""
+    data = legacy.read_network_pkl(f)
+    out = {'training_set_kwargs': data['training_set_kwargs']}
+    for key in NETWORK_KEYS:
+        try:
+            out[key] = build_module(data[key], name=key)
+        except RuntimeError as e:
+            class_name = data[key]['class_name']
+            raise UserError(f'snapshot entry {key!r} ({class_name}) does not match this code: '
+                            f'{str(e).splitlines()[0]}') from None
     return out
 
 

@@ -8,8 +8,8 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.unet import Down, Up, double_conv
 from torch_utils import persistence
+from torch_utils.unet_blocks import Down, Up, double_conv
 
 
 class ConditionalUNet(nn.Module):

@@ -156,17 +156,16 @@ class ILSLoss:
         return (loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize).mean() + ils
 
     def accumulate_gradients(self, phase, real_img, gen_z, gen_eps, gain, cur_kimg):
-        assert phase in ('Gmain', 'Dmain', 'Dreg', 'Dboth')
+        assert phase in ('Gmain', 'Dmain', 'Dreg')
         if phase == 'Gmain':
             layers, shifted = self.run_G(gen_z, gen_eps)
             self.generator_loss(layers, shifted, cur_kimg).mul(gain).backward()
             return
 
-        do_main = phase in ('Dmain', 'Dboth')
-        do_r1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
+        do_r1 = phase == 'Dreg' and self.r1_gamma != 0
         real = real_img.detach().requires_grad_(do_r1)
         loss = 0
-        if do_main:
+        if phase == 'Dmain':
             with torch.no_grad():
                 layers, shifted = self.run_G(gen_z, gen_eps)
             fake_logits, logits = self.run_D_fake_real(shifted['img'], real)

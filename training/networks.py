@@ -428,8 +428,8 @@ class LayerTransform(torch.nn.Module):
         if self.scale_max > 0 or self.rotate_max > 0 or self.xfrac_max > 0:
             fg_mask = self._affine(fg_mask, eps)
         fg, mask = fg_mask[:, :-1], fg_mask[:, -1:]
-
-        return {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': mask * fg, 'img': (1 - mask) * bg + mask * fg}
+        fg_on_black = mask * fg  # 'fg*mask' as in generate_layer.
+        return {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': fg_on_black, 'img': (1 - mask) * bg + mask * fg}
 
     def _affine(self, x, eps):
         """Scale 2**(e*scale_max), rotate by e*rotate_max*pi and translate by e*xfrac_max of the size; zero fill."""
@@ -465,9 +465,11 @@ class PerturbGenerator(torch.nn.Module):
     The image is the alpha composite img = (1 - m) * bg + m * fg with m = sigmoid(mask logit).
     """
 
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, synthesis_kwargs={},
-                 layer_t_kwargs={}):
+    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs=None, synthesis_kwargs=None,
+                 layer_t_kwargs=None):
         super().__init__()
+        mapping_kwargs, synthesis_kwargs = mapping_kwargs or {}, synthesis_kwargs or {}
+        layer_t_kwargs = layer_t_kwargs or {}
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.w_dim = w_dim
@@ -502,20 +504,30 @@ class PerturbGenerator(torch.nn.Module):
         return bg, out[:, :self.img_channels], torch.sigmoid(out[:, self.img_channels:])
 
     def generate_layer(self, z, c, eps, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False, **synthesis_kwargs):
-        """Returns (layers, perturbed layers, extra). Here 'fg*mask' is m * fg on black."""
+        """Returns (layers, perturbed layers, extra).
+
+        Under the original's key 'fg*mask' both layer dicts hold the masked foreground on BLACK, m * fg, which is what
+        the losses and the snapshot grids use; forward(return_layers=True) puts it on white instead.
+        """
         ws_bg, ws_fg = self.mapping(z, c, truncation_psi, truncation_cutoff, skip_w_avg_update)
         bg, fg, mask = self.synthesis(ws_bg, ws_fg, **synthesis_kwargs)
-        layers = {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': mask * fg, 'img': (1 - mask) * bg + mask * fg}
+        fg_on_black = mask * fg
+        layers = {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': fg_on_black, 'img': (1 - mask) * bg + mask * fg}
         return layers, self.Tx(layers, eps), {'ws_bg': ws_bg, 'ws_fg': ws_fg}
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, return_layers=False, **synthesis_kwargs):
-        """The un-perturbed composite, or with return_layers a dict whose 'fg*mask' is the fg on white."""
+        """The un-perturbed composite, or with return_layers a dict of the layers.
+
+        There the original's key 'fg*mask' holds the masked foreground on WHITE, (1 - m) + m * fg, as the original's
+        sample folders store it; generate_layer's 'fg*mask' is on black.
+        """
         ws_bg, ws_fg = self.mapping(z, c, truncation_psi, truncation_cutoff)
         bg, fg, mask = self.synthesis(ws_bg, ws_fg, **synthesis_kwargs)
         img = (1 - mask) * bg + mask * fg
         if not return_layers:
             return img
-        return {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': (1 - mask) + mask * fg, 'img': img}
+        fg_on_white = (1 - mask) + mask * fg
+        return {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': fg_on_white, 'img': img}
 
 
 class DiscriminatorBlock(torch.nn.Module):
@@ -630,9 +642,10 @@ class DiscriminatorOpen(torch.nn.Module):
     """StyleGAN2's ResNet discriminator that can also return its feature map at `opn_resolution`."""
 
     def __init__(self, c_dim, img_resolution, img_channels, architecture='resnet', channel_base=32768, channel_max=512,
-                 num_fp16_res=0, conv_clamp=None, cmap_dim=None, opn_resolution=4, block_kwargs={}, mapping_kwargs={},
-                 epilogue_kwargs={}):
+                 num_fp16_res=0, conv_clamp=None, cmap_dim=None, opn_resolution=4, block_kwargs=None, mapping_kwargs=None,
+                 epilogue_kwargs=None):
         super().__init__()
+        block_kwargs, mapping_kwargs, epilogue_kwargs = block_kwargs or {}, mapping_kwargs or {}, epilogue_kwargs or {}
         self.c_dim = c_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))

@@ -1,4 +1,5 @@
-"""The training configurations of train_ILS_64.py / train_ILS_128.py (training spec §5), plus a tiny CPU preset."""
+"""The training configurations of train_ILS_64.py / train_ILS_128.py (the original's --cfg values), plus a tiny
+CPU preset."""
 import dnnlib
 
 # Shared by every original preset: batch 32, fmaps 0.5 (channel_base 16384), channel_max 256, lr 0.0025, 8 mapping

@@ -40,7 +40,8 @@ def heatmap(x):
 
 
 def layer_tiles(layers):
-    """[bg, fg, mask, fg*mask, img] of each sample as uint8 tiles [N, 5, H, W, 3]."""
+    """[bg, fg, mask, fg*mask, img] of each sample as uint8 tiles [N, 5, H, W, 3]; generate_layer's layers, so the
+    fourth tile is the masked foreground on black."""
     tiles = [to_uint8(layers['bg']), to_uint8(layers['fg']), to_uint8(layers['mask'], (0, 1)),
              to_uint8(layers['fg*mask']), to_uint8(layers['img'])]
     return np.stack(tiles, axis=1)

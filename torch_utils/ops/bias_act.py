@@ -3,34 +3,10 @@
 y = clamp(act(x + b) * gain, -clamp, clamp), with the bias broadcast along `dim`. On CUDA a compiled kernel is
 used when it builds (torch_utils/ops/cuda_plugins.py); everywhere else, and as the fallback, the reference below.
 """
-from dataclasses import dataclass
-from typing import Callable
-
-import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class Activation:
-    func: Callable
-    def_alpha: float = 0.0
-    def_gain: float = 1.0
-    cuda_idx: int = 0
-
-
-_SQRT2 = float(np.sqrt(2))
-
-activation_funcs = {
-    'linear': Activation(lambda x, a: x, cuda_idx=1),
-    'relu': Activation(lambda x, a: torch.relu(x), def_gain=_SQRT2, cuda_idx=2),
-    'lrelu': Activation(lambda x, a: torch.nn.functional.leaky_relu(x, a), def_alpha=0.2, def_gain=_SQRT2, cuda_idx=3),
-    'tanh': Activation(lambda x, a: torch.tanh(x), cuda_idx=4),
-    'sigmoid': Activation(lambda x, a: torch.sigmoid(x), cuda_idx=5),
-    'elu': Activation(lambda x, a: torch.nn.functional.elu(x), cuda_idx=6),
-    'selu': Activation(lambda x, a: torch.nn.functional.selu(x), cuda_idx=7),
-    'softplus': Activation(lambda x, a: torch.nn.functional.softplus(x), cuda_idx=8),
-    'swish': Activation(lambda x, a: torch.sigmoid(x) * x, def_gain=_SQRT2, cuda_idx=9),
-}
+from . import cuda_plugins
+from .activations import activation_funcs
 
 
 def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='auto'):
@@ -43,7 +19,6 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     gain = float(spec.def_gain if gain is None else gain)
     clamp = float(-1 if clamp is None else clamp)
     if impl in ('auto', 'cuda') and x.device.type == 'cuda':
-        from . import cuda_plugins
         y = cuda_plugins.bias_act_cuda(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
         if y is not None:
             return y

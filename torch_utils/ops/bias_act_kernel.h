@@ -15,7 +15,7 @@
 namespace ilsgan {
 namespace bias_act {
 
-// Activation ids. The Python glue (cuda_plugins.py) uses the same numbering.
+// Activation ids: Activation.kernel_id in torch_utils/ops/activations.py.
 enum Act : int {
     kLinear = 0, kRelu = 1, kLrelu = 2, kTanh = 3, kSigmoid = 4,
     kElu = 5, kSelu = 6, kSoftplus = 7, kSwish = 8, kNumActs = 9

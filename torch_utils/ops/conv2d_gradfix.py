@@ -2,10 +2,8 @@
 
 The original needed custom autograd for double backward on PyTorch 1.7-1.9. On PyTorch >= 2.0 the native
 convolution supports it, and autograd already skips weight gradients that torch.autograd.grad(..., inputs=x) does
-not ask for, so these are thin wrappers kept for the reference's API.
+not ask for, so these are thin wrappers kept for the reference's API (conv2d_resample calls them).
 """
-import contextlib
-
 import torch.nn.functional as F
 
 
@@ -17,8 +15,3 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return F.conv_transpose2d(input, weight, bias=bias, stride=stride, padding=padding,
                               output_padding=output_padding, groups=groups, dilation=dilation)
 
-
-@contextlib.contextmanager
-def no_weight_gradients(disable=True):
-    """Accepted for API compatibility: native autograd already prunes the unrequested weight gradients."""
-    yield

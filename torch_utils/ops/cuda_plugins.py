@@ -4,7 +4,8 @@ The kernels (bias_act_kernel.cu, upfirdn2d_kernel.cu) and their host glue (*_plu
 by torch_utils.custom_ops.get_plugin and registered as the dispatcher ops torch.ops.ilsgan_bias_act.bias_act and
 torch.ops.ilsgan_upfirdn2d.upfirdn2d. bias_act_cuda() / upfirdn2d_cuda() return None whenever the plugin cannot be
 used (no CUDA tensor, no CUDA, build failure -- reported by one warning --, ILSGAN_NO_CUDA_OPS=1), so the callers
-in bias_act.py / upfirdn2d.py fall back to their pure-PyTorch reference.
+in bias_act.py / upfirdn2d.py fall back to their pure-PyTorch reference. The glue behind them, bias_act_glue() and
+upfirdn2d_glue(), takes the op as an argument: the tests run it on the CPU over host-emulated kernels.
 
 Autograd: first and second derivatives are supported (R1 needs the double backward).
   bias_act:  y = clamp(act(x + b) * gain). The gradient op dx = dy * act'(s) * gain (masked where clamped) is itself
@@ -16,32 +17,25 @@ Autograd: first and second derivatives are supported (R1 needs the double backwa
              the same Function, so derivatives of any order work.
 """
 import collections
-import math
 import os
 import threading
 
 import torch
 
 from .. import custom_ops
+from .activations import activation_funcs
 
-__all__ = ['bias_act_cuda', 'upfirdn2d_cuda', 'is_available']
+__all__ = ['bias_act_cuda', 'upfirdn2d_cuda', 'bias_act_glue', 'upfirdn2d_glue', 'is_available']
 
 _SRC_DIR = os.path.dirname(os.path.abspath(__file__))
 
-# Activation ids as in bias_act_kernel.h; the second set has a non-zero second derivative.
-_ACT_IDS = {'linear': 0, 'relu': 1, 'lrelu': 2, 'tanh': 3, 'sigmoid': 4, 'elu': 5, 'selu': 6, 'softplus': 7,
-            'swish': 8}
-_SECOND_ORDER = frozenset(['tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish'])
-_DEF_ALPHA = {'lrelu': 0.2}
-_DEF_GAIN = {'relu': math.sqrt(2), 'lrelu': math.sqrt(2), 'swish': math.sqrt(2)}
 _DTYPES = frozenset([torch.float32, torch.float64, torch.float16, torch.bfloat16])
 
 # Kernel choice for upfirdn2d (upfirdn2d_kernel.h: Impl).
 IMPL_AUTO, IMPL_GENERIC, IMPL_TILED = 0, 1, 2
 
 _lock = threading.Lock()
-_ops = {}          # 'bias_act' / 'upfirdn2d' -> callable op, or None when the plugin is unavailable
-_test_ops = None   # tests only: {'bias_act': fn, 'upfirdn2d': fn} used instead of the plugins, on any device
+_ops = {}  # 'bias_act' / 'upfirdn2d' -> callable op, or None when the plugin is unavailable
 
 
 # Headers included by both plugins (next to each op's own <name>_kernel.h).
@@ -70,8 +64,6 @@ def _build_op(name):
 
 
 def _get_op(name):
-    if _test_ops is not None:
-        return _test_ops.get(name)
     if custom_ops.plugins_disabled():
         return None
     with _lock:
@@ -81,12 +73,16 @@ def _get_op(name):
 
 
 def _usable(x):
-    return isinstance(x, torch.Tensor) and x.dtype in _DTYPES and (x.is_cuda or _test_ops is not None)
+    return isinstance(x, torch.Tensor) and x.dtype in _DTYPES
+
+
+def _is_cuda(x):
+    return isinstance(x, torch.Tensor) and x.is_cuda
 
 
 def is_available():
     """True when CUDA is available and both plugins are built (builds them on first call)."""
-    if _test_ops is None and (custom_ops.plugins_disabled() or not torch.cuda.is_available()):
+    if custom_ops.plugins_disabled() or not torch.cuda.is_available():
         return False
     return _get_op('bias_act') is not None and _get_op('upfirdn2d') is not None
 
@@ -94,7 +90,7 @@ def is_available():
 # ----------------------------------------------------------------------------------------------------------------
 # bias_act
 
-_BiasActCfg = collections.namedtuple('_BiasActCfg', 'dim act act_id alpha gain clamp save_x save_y has_2nd')
+_BiasActCfg = collections.namedtuple('_BiasActCfg', 'op dim act act_id alpha gain clamp save_x save_y has_2nd')
 
 
 def _bias_reduce(dx, dim):
@@ -106,8 +102,7 @@ def _bias_reduce(dx, dim):
 class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, cfg):
-        op = _get_op('bias_act')
-        y = op(x, b, None, None, None, 0, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
+        y = cfg.op(x, b, None, None, None, 0, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
         ctx.cfg = cfg
         ctx.save_for_backward(x if cfg.save_x else None, b, y if cfg.save_y else None)
         return y
@@ -130,8 +125,7 @@ class _BiasActGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, dy, x, b, y, cfg):
-        op = _get_op('bias_act')
-        dx = op(dy, b, x, y, None, 1, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
+        dx = cfg.op(dy, b, x, y, None, 1, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
         ctx.cfg = cfg
         ctx.save_for_backward(dy if cfg.has_2nd else None, x, b, y)
         return dx
@@ -147,8 +141,7 @@ class _BiasActGrad(torch.autograd.Function):
         if cfg.has_2nd and (need_x or need_b):
             # Total derivative of dx w.r.t. x (through s = x + b); y is treated as a constant below, so this also
             # covers the dependence of dx on y(x).
-            op = _get_op('bias_act')
-            d_x = op(ddx, b, x, y, dy, 2, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
+            d_x = cfg.op(ddx, b, x, y, dy, 2, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp)
             if need_b:
                 d_b = _bias_reduce(d_x, cfg.dim)
         return d_dy, (d_x if need_x else None), d_b, None, None
@@ -161,7 +154,14 @@ def bias_act_cuda(x, b, dim, act, alpha, gain, clamp):
     elu|selu|softplus|swish; alpha/gain/clamp floats (clamp < 0: no clamping; None: the activation's default).
     Returns a tensor differentiable twice, or None if the plugin cannot be used (the caller then falls back).
     """
-    if not _usable(x) or act not in _ACT_IDS:
+    if not _is_cuda(x):
+        return None
+    return bias_act_glue(lambda: _get_op('bias_act'), x, b, dim, act, alpha, gain, clamp)
+
+
+def bias_act_glue(get_op, x, b, dim, act, alpha, gain, clamp):
+    """bias_act_cuda with the kernel op from get_op(), called once the arguments are known to suit it."""
+    if not _usable(x) or act not in activation_funcs:
         return None
     if b is not None and (not isinstance(b, torch.Tensor) or b.device != x.device or b.ndim != 1):
         return None
@@ -173,16 +173,18 @@ def bias_act_cuda(x, b, dim, act, alpha, gain, clamp):
     dim %= x.ndim
     if b is not None and b.shape[0] != x.shape[dim]:
         return None
-    if _get_op('bias_act') is None:
+    op = get_op()
+    if op is None:
         return None
 
-    alpha = float(_DEF_ALPHA.get(act, 0.0) if alpha is None else alpha)
-    gain = float(_DEF_GAIN.get(act, 1.0) if gain is None else gain)
+    spec = activation_funcs[act]
+    alpha = float(spec.def_alpha if alpha is None else alpha)
+    gain = float(spec.def_gain if gain is None else gain)
     clamp = float(-1 if clamp is None else clamp)
-    has_2nd = act in _SECOND_ORDER
+    has_2nd = spec.has_2nd_grad
     save_x = has_2nd                                 # the second-order pass needs x (swish's first, too)
     save_y = not save_x and (act != 'linear' or clamp >= 0)
-    cfg = _BiasActCfg(dim=dim, act=act, act_id=_ACT_IDS[act], alpha=alpha, gain=gain, clamp=clamp,
+    cfg = _BiasActCfg(op=op, dim=dim, act=act, act_id=spec.kernel_id, alpha=alpha, gain=gain, clamp=clamp,
                       save_x=save_x, save_y=save_y, has_2nd=has_2nd)
     if b is not None and b.dtype != x.dtype:
         # Same result dtype as the reference's x + b (type promotion), e.g. fp16 x with an fp32 bias -> fp32.
@@ -196,14 +198,13 @@ def bias_act_cuda(x, b, dim, act, alpha, gain, clamp):
 # ----------------------------------------------------------------------------------------------------------------
 # upfirdn2d
 
-_UpfirdnCfg = collections.namedtuple('_UpfirdnCfg', 'upx upy downx downy padx0 padx1 pady0 pady1 flip gain impl')
+_UpfirdnCfg = collections.namedtuple('_UpfirdnCfg', 'op upx upy downx downy padx0 padx1 pady0 pady1 flip gain impl')
 
 
 class _Upfirdn2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f, cfg):
-        op = _get_op('upfirdn2d')
-        y = op(x, f, cfg.upx, cfg.upy, cfg.downx, cfg.downy, cfg.padx0, cfg.padx1, cfg.pady0, cfg.pady1,
+        y = cfg.op(x, f, cfg.upx, cfg.upy, cfg.downx, cfg.downy, cfg.padx0, cfg.padx1, cfg.pady0, cfg.pady1,
                cfg.flip, cfg.gain, cfg.impl)
         ctx.save_for_backward(f)
         ctx.cfg = cfg
@@ -221,7 +222,7 @@ class _Upfirdn2d(torch.autograd.Function):
             fh, fw = f.shape
             # Transpose of the forward: upsample by `down`, correlate with the flipped filter, downsample by `up`.
             gcfg = _UpfirdnCfg(
-                upx=cfg.downx, upy=cfg.downy, downx=cfg.upx, downy=cfg.upy,
+                op=cfg.op, upx=cfg.downx, upy=cfg.downy, downx=cfg.upx, downy=cfg.upy,
                 padx0=fw - 1 - cfg.padx0, padx1=w * cfg.upx - ow * cfg.downx + cfg.padx0 - cfg.upx + 1,
                 pady0=fh - 1 - cfg.pady0, pady1=h * cfg.upy - oh * cfg.downy + cfg.pady0 - cfg.upy + 1,
                 flip=not cfg.flip, gain=cfg.gain, impl=cfg.impl)
@@ -256,6 +257,13 @@ def upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain, _impl=IMPL_AUTO):
     Returns a tensor differentiable to any order, or None if the plugin cannot be used. Gradients w.r.t. f are
     not computed: returns None when f requires grad so that the caller's reference handles it.
     """
+    if not _is_cuda(x):
+        return None
+    return upfirdn2d_glue(lambda: _get_op('upfirdn2d'), x, f, up, down, padding, flip_filter, gain, _impl)
+
+
+def upfirdn2d_glue(get_op, x, f, up, down, padding, flip_filter, gain, _impl=IMPL_AUTO):
+    """upfirdn2d_cuda with the kernel op from get_op(), called once the arguments are known to suit it."""
     if not _usable(x) or x.ndim != 4:
         return None
     if f is None:
@@ -267,12 +275,13 @@ def upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain, _impl=IMPL_AUTO):
     padx0, padx1, pady0, pady1 = _pad4(padding)
     if min(upx, upy, downx, downy) < 1:
         return None
-    if _get_op('upfirdn2d') is None:
+    op = get_op()
+    if op is None:
         return None
     f = f.to(device=x.device, dtype=torch.float32)
     if f.ndim == 1:
         f = torch.outer(f, f)  # separable filter: [y taps, x taps]; gain**(1/2) per pass = gain overall
     f = f.contiguous()
-    cfg = _UpfirdnCfg(upx=upx, upy=upy, downx=downx, downy=downy, padx0=padx0, padx1=padx1, pady0=pady0,
+    cfg = _UpfirdnCfg(op=op, upx=upx, upy=upy, downx=downx, downy=downy, padx0=padx0, padx1=padx1, pady0=pady0,
                       pady1=pady1, flip=bool(flip_filter), gain=float(gain), impl=int(_impl))
     return _Upfirdn2d.apply(x, f, cfg)

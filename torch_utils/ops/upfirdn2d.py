@@ -12,6 +12,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from . import cuda_plugins
+
 _fallback_impl = 'fast'  # What 'auto' uses when the CUDA kernel is not in play.
 
 
@@ -83,7 +85,6 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     if impl in ('auto', 'cuda') and x.device.type == 'cuda':
-        from . import cuda_plugins
         y = cuda_plugins.upfirdn2d_cuda(x, f, up=_parse_scaling(up), down=_parse_scaling(down),
                                         padding=_parse_padding(padding), flip_filter=flip_filter, gain=gain)
         if y is not None:
@@ -200,14 +201,6 @@ def _zero_insert_upsample(x, upx, upy):
     n, c, h, w = x.shape
     x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, upx - 1, 0, 0, 0, upy - 1])
     return x.reshape(n, c, h * upy, w * upx)
-
-
-def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='auto'):
-    """Filter with `f` keeping the size ('same' padding), optionally with extra padding."""
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    fw, fh = _get_filter_size(f)
-    p = [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
-    return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='auto'):

@@ -2,19 +2,36 @@
 
 Everything the user passes is checked before a run directory is created, so bad input leaves nothing behind.
 """
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from typing import NamedTuple, Optional
 
 import click
 import torch
 
+import datasets
 import dnnlib
 from dnnlib.util import UserError
-from training import presets
+from metrics import inception, metric_main
+from metrics.report import write_report
+from pipeline import auto_test
+from training import augment, checkpoint, networks, presets, training_loop
+from training import loss as loss_lib
 
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
+
+
+# Entries of training_options.json that reach the training loop in another form (the dataset, the metrics hook).
+_NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception')
+
+
+class PreparedRun(NamedTuple):
+    args: dict                           # training_options.json plus run_dir: what every training process gets.
+    go: bool                             # False for a dry run.
+    training_set: Optional[object] = None  # The dataset, when checking the options already loaded it.
 
 
 def _is_power_of_two(x):
@@ -22,70 +39,21 @@ def _is_power_of_two(x):
 
 
 def build_options(opts, resolution, cfg_names):
-    """CLI options -> (description, training_loop kwargs, extras). Raises UserError on bad input."""
+    """CLI options -> (run description, training_loop kwargs, resolution). Raises UserError on bad input."""
     cfg = opts['cfg']
     if cfg not in cfg_names:
         raise UserError(f'unknown --cfg {cfg!r} for this script; choose one of {", ".join(cfg_names)}')
     spec = presets.get_preset(cfg)
-    res = opts['resolution'] or spec.resolution or resolution
-    if not _is_power_of_two(res) or res < 8:
-        raise UserError(f'--resolution={res} is not supported: use a power of two >= 8 (e.g. 32, 64, 128)')
-    gpus = opts['gpus']
-    if gpus < 1:
-        raise UserError('--gpus must be at least 1')
-    batch = opts['batch'] or spec.mb
-    if batch < 1 or batch % gpus != 0:
-        raise UserError(f'--batch={batch} must be a positive multiple of --gpus={gpus}')
-    batch_gpu = opts['batch_gpu'] or batch // gpus
-    if (batch // gpus) % batch_gpu != 0:
-        raise UserError(f'--batch-gpu={batch_gpu} must divide the per-GPU batch {batch // gpus}')
-    mbstd = min(spec.mbstd, batch_gpu)
-    if batch_gpu % mbstd != 0:
-        raise UserError(f'--batch-gpu={batch_gpu} must be a multiple of the minibatch-std group size {spec.mbstd}')
-    if opts['cond']:
-        raise UserError('--cond is not supported: ILSGAN is unconditional and the DRC datasets have no labels')
-    if opts['aug'] == 'fixed' and opts['p'] is None:
-        raise UserError('--aug=fixed needs --p')
-    if opts['aug'] != 'fixed' and opts['p'] is not None:
-        raise UserError('--p can only be used with --aug=fixed')
-    if opts['augpipe'] not in AUGPIPES:
-        raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
-    metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
-    if metrics:
-        from metrics import metric_main
-        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
-        if bad:
-            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} or none')
-        from metrics import inception
-        inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
-
-    fp32 = opts['fp32'] or spec.num_fp16_res == 0
-    common = dict(channel_base=spec.channel_base, channel_max=spec.channel_max,
-                  num_fp16_res=0 if fp32 else spec.num_fp16_res, conv_clamp=None if opts['fp32'] else spec.conv_clamp)
-    map_layers = opts['map'] or spec.map
-    G_kwargs = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,
-                    mapping_kwargs=dict(num_layers=map_layers), synthesis_kwargs=dict(common),
-                    layer_t_kwargs=dict(bg_contrast=0.0, xint_max=0.125, scale_max=0.0, rotate_max=0.0, xfrac_max=0.0))
-    D_kwargs = dict(c_dim=0, img_resolution=res, img_channels=3, block_kwargs=dict(freeze_layers=opts['freezed']),
-                    epilogue_kwargs=dict(mbstd_group_size=spec.mbstd), **common)
-    if opts['nhwc']:
-        G_kwargs['synthesis_kwargs']['fp16_channels_last'] = True
-        D_kwargs['block_kwargs']['fp16_channels_last'] = True
-    gamma = opts['gamma'] if opts['gamma'] is not None else 0.0002 * res ** 2 / batch
+    res, gpus, batch, batch_gpu = _check_sizes(opts, spec, resolution)
+    metrics = _check_augment_and_metrics(opts)
     learned = spec.distribution in ('neural_laplace', 'neural_gaussian') and spec.estimator == 'club'
-    loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
-                       ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg,
-                       msize_weight=spec.msize_weight, max_msize=spec.max_msize)
-    if opts['no_ils']:
-        loss_kwargs['do_anti_leaking'] = False
-
     kwargs = dict(
-        G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        **_network_kwargs(opts, spec, res),
         G_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
         D_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
-        loss_kwargs=loss_kwargs,
+        loss_kwargs=_loss_kwargs(opts, spec, res, batch),
         estimator_kwargs=dict(distribution=spec.distribution, num_autoreg=2, resolution=64) if learned else None,
-        augment_kwargs=None if opts['aug'] == 'noaug' else dict(augment_specs(opts['augpipe'])),
+        augment_kwargs=None if opts['aug'] == 'noaug' else dict(augment.augpipe_specs[opts['augpipe']]),
         augment_p=opts['p'] if opts['aug'] == 'fixed' else 0.0,
         ada_target=opts['target'] if opts['aug'] == 'ada' else None,
         metrics=metrics, random_seed=opts['seed'], num_gpus=gpus, batch_size=batch, batch_gpu=batch_gpu,
@@ -103,15 +71,76 @@ def build_options(opts, resolution, cfg_names):
     return desc, kwargs, res
 
 
-def augment_specs(name):
-    from training import augment
-    return augment.augpipe_specs[name]
+def _check_sizes(opts, spec, resolution):
+    """(resolution, processes, total batch, batch per process and round) from the options and the preset."""
+    res = opts['resolution'] or spec.resolution or resolution
+    if not _is_power_of_two(res) or res < 8:
+        raise UserError(f'--resolution={res} is not supported: use a power of two >= 8 (e.g. 32, 64, 128)')
+    gpus = opts['gpus']
+    if gpus < 1:
+        raise UserError('--gpus must be at least 1')
+    batch = opts['batch'] or spec.mb
+    if batch < 1 or batch % gpus != 0:
+        raise UserError(f'--batch={batch} must be a positive multiple of --gpus={gpus}')
+    batch_gpu = opts['batch_gpu'] or batch // gpus
+    if (batch // gpus) % batch_gpu != 0:
+        raise UserError(f'--batch-gpu={batch_gpu} must divide the per-GPU batch {batch // gpus}')
+    if batch_gpu % min(spec.mbstd, batch_gpu) != 0:
+        raise UserError(f'--batch-gpu={batch_gpu} must be a multiple of the minibatch-std group size {spec.mbstd}')
+    return res, gpus, batch, batch_gpu
 
 
-def load_dataset(opts, res):
-    import datasets
-    return datasets.load_training_set(opts['data'], res, data_root=opts['data_root'], max_size=opts['subset'],
-                                      mirror=opts['mirror'], seed=opts['seed'])
+def _check_augment_and_metrics(opts):
+    """Check the conditioning, augmentation and metric options; returns the metric names."""
+    if opts['cond']:
+        raise UserError('--cond is not supported: ILSGAN is unconditional and the DRC datasets have no labels')
+    if opts['aug'] == 'fixed' and opts['p'] is None:
+        raise UserError('--aug=fixed needs --p')
+    if opts['aug'] != 'fixed' and opts['p'] is not None:
+        raise UserError('--p can only be used with --aug=fixed')
+    if opts['augpipe'] not in AUGPIPES:
+        raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
+    metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
+    if metrics:
+        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} '
+                            f'or none')
+        inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
+    return metrics
+
+
+def _network_kwargs(opts, spec, res):
+    """G_kwargs and D_kwargs of the preset at `res`."""
+    fp32 = opts['fp32'] or spec.num_fp16_res == 0
+    common = dict(channel_base=spec.channel_base, channel_max=spec.channel_max,
+                  num_fp16_res=0 if fp32 else spec.num_fp16_res, conv_clamp=None if opts['fp32'] else spec.conv_clamp)
+    G_kwargs = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=res, img_channels=3,
+                    mapping_kwargs=dict(num_layers=opts['map'] or spec.map), synthesis_kwargs=dict(common),
+                    layer_t_kwargs=dict(bg_contrast=0.0, xint_max=0.125, scale_max=0.0, rotate_max=0.0, xfrac_max=0.0))
+    D_kwargs = dict(c_dim=0, img_resolution=res, img_channels=3, block_kwargs=dict(freeze_layers=opts['freezed']),
+                    epilogue_kwargs=dict(mbstd_group_size=spec.mbstd), **common)
+    if opts['nhwc']:
+        G_kwargs['synthesis_kwargs']['fp16_channels_last'] = True
+        D_kwargs['block_kwargs']['fp16_channels_last'] = True
+    return dict(G_kwargs=G_kwargs, D_kwargs=D_kwargs)
+
+
+def _loss_kwargs(opts, spec, res, batch):
+    gamma = opts['gamma'] if opts['gamma'] is not None else loss_lib.r1_gamma_heuristic(res, batch)
+    loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
+                       ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg,
+                       msize_weight=spec.msize_weight, max_msize=spec.max_msize)
+    if opts['no_ils']:
+        loss_kwargs['do_anti_leaking'] = False
+    return loss_kwargs
+
+
+def load_training_set(training_set_kwargs):
+    """The dataset that training_set_kwargs describe; raises UserError for missing, empty or corrupt data."""
+    tsk = training_set_kwargs
+    return datasets.load_training_set(tsk['data'], tsk['resolution'], data_root=tsk['data_root'],
+                                      max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
 
 
 def _resume_kind(resume):
@@ -147,63 +176,61 @@ def _subprocess_fn(rank, args, temp_dir):
     _run_rank(rank, args)
 
 
-def _run_rank(rank, args):
-    from training import training_loop
+def _run_rank(rank, args, training_set=None):
+    """Train as process `rank` of args['num_gpus'], loading the dataset unless this process already holds it."""
     device = _device_for(rank)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
-    import datasets
     tsk = args['training_set_kwargs']
-    training_set = datasets.load_training_set(tsk['data'], tsk['resolution'], data_root=tsk['data_root'],
-                                              max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
-    log = dnnlib.util.Logger(os.path.join(args['run_dir'], 'log.txt')) if rank == 0 else None
-    try:
-        if log is not None:
-            log.__enter__()
-        loop_kwargs = {k: v for k, v in args.items() if k not in ('training_set_kwargs', 'run_dir')}
+    if training_set is None:
+        training_set = load_training_set(tsk)
+    loop_kwargs = {k: v for k, v in args.items() if k not in _NOT_LOOP_OPTIONS}
+    evaluate = metric_main.snapshot_evaluator(args['metrics'], training_set, args['run_dir'], device,
+                                              num_gpus=args['num_gpus'], rank=rank, inception_spec=args['inception'])
+    log = dnnlib.util.Logger(os.path.join(args['run_dir'], 'log.txt')) if rank == 0 else contextlib.nullcontext()
+    with log:
         training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
-                                    rank=rank, device=device, **loop_kwargs)
-    finally:
-        if log is not None:
-            log.__exit__(None, None, None)
+                                    rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
 
 
 def _torchrun_world():
     return int(os.environ.get('WORLD_SIZE', '1')) if 'RANK' in os.environ else 1
 
 
-def launch(args):
-    """Run the training processes: N spawned ones for --gpus N, or just this one."""
+def launch(args, training_set=None):
+    """Run the training processes: N spawned ones for --gpus N, or just this one (on `training_set` if given)."""
+    if args['num_gpus'] == 1:
+        _run_rank(0, args, training_set)
+        return
     with tempfile.TemporaryDirectory() as temp_dir:
-        if args['num_gpus'] == 1:
-            _run_rank(0, args)
-        else:
-            torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
+        torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
 
 
 def launch_torchrun(opts, script_resolution, cfg_names):
     """Under torchrun every process runs this script: rank 0 validates and creates the run, then all ranks train."""
     torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    message = [None, None]
+    run = None
+    message = [None, False, None]  # Rank 0's args, go and error, for every rank.
     if rank == 0:
         try:
-            message = [prepare_run(dict(opts, gpus=world), script_resolution, cfg_names), None]
+            run = prepare_run(dict(opts, gpus=world), script_resolution, cfg_names)
+            message = [run.args, run.go, None]
         except UserError as e:
-            message = [None, str(e)]
+            message = [None, False, str(e)]
     torch.distributed.broadcast_object_list(message, src=0)
-    (args, go), error = message if message[1] is None else ((None, False), message[1])
+    args, go, error = message
     if error is not None:
         torch.distributed.destroy_process_group()
         raise UserError(error)
     if go:
-        _run_rank(rank, args)
+        _run_rank(rank, args, run.training_set if run is not None else None)
     torch.distributed.destroy_process_group()
     return args, go and rank == 0
 
 
 def prepare_run(opts, resolution, cfg_names):
-    """Validate everything, then create (or reopen, for an exact resume) the run directory. Returns args for launch."""
+    """Validate everything, then create (or reopen, for an exact resume) the run directory; returns a PreparedRun."""
     kind, resume_dir, resume_path = _resume_kind(opts['resume'])
     if kind == 'exact':
         with open(os.path.join(resume_dir, 'training_options.json'), encoding='utf-8') as f:
@@ -212,28 +239,28 @@ def prepare_run(opts, resolution, cfg_names):
             args['total_kimg'] = opts['kimg']
         args['resume_state'] = resume_path
         args['run_dir'] = resume_dir
-        return args, True
+        return PreparedRun(args, True)
 
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
     if kind == 'weights':
         # Fail now, not after the run directory exists: the file must load and its weights fit this configuration.
-        from training import checkpoint, networks
         fresh = {'G': networks.PerturbGenerator(**kwargs['G_kwargs']), 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs'])}
         checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path)
         kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
         desc += '-resumecustom'
-    training_set = load_dataset(opts, res)  # Raises UserError for missing/empty/corrupt data, builds the cache.
-    args = dict(kwargs, training_set_kwargs=dict(data=opts['data'], resolution=res, data_root=opts['data_root'],
-                                                 max_size=opts['subset'], mirror=opts['mirror'], seed=opts['seed'],
-                                                 name=training_set.name, size=len(training_set)))
+    tsk = dict(data=opts['data'], resolution=res, data_root=opts['data_root'], max_size=opts['subset'],
+               mirror=opts['mirror'], seed=opts['seed'])
+    training_set = load_training_set(tsk)  # Also builds the decoded cache.
+    tsk.update(name=training_set.name, size=len(training_set))
+    args = dict(kwargs, training_set_kwargs=tsk)
     run_dir = dnnlib.util.next_run_dir(opts['outdir'], f'{training_set.name}-{desc}')
     args['run_dir'] = run_dir
     if opts['dry_run']:
         print(json.dumps(args, indent=2))
         print(f'Dry run: would train in {run_dir}')
-        return args, False
+        return PreparedRun(args, False)
     os.makedirs(run_dir)
     try:
         with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
@@ -241,10 +268,10 @@ def prepare_run(opts, resolution, cfg_names):
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return args, True
+    return PreparedRun(args, True, training_set)
 
 
-def click_options(resolution, cfg_names, default_cfg, default_auto_test):
+def click_options(cfg_names, default_cfg, default_auto_test):
     """The original's options plus ours; see README for each."""
     def decorate(fn):
         options = [
@@ -303,7 +330,7 @@ def make_command(script_resolution, default_auto_test):
     cfg_names, default_cfg = presets.SCRIPT_PRESETS[script_resolution]
 
     @click.command()
-    @click_options(script_resolution, cfg_names, default_cfg, default_auto_test)
+    @click_options(cfg_names, default_cfg, default_auto_test)
     @dnnlib.util.cli_errors
     def command(**opts):
         return main(script_resolution, **opts)
@@ -319,20 +346,19 @@ def main(script_resolution, **opts):
     if _torchrun_world() > 1:
         args, go = launch_torchrun(opts, script_resolution, cfg_names)
     else:
-        args, go = prepare_run(opts, script_resolution, cfg_names)
+        run = prepare_run(opts, script_resolution, cfg_names)
+        args, go = run.args, run.go
         if go:
             print(f'Training in {args["run_dir"]}')
-            launch(args)
+            launch(args, run.training_set)
     if not go:
         return None
     if opts['auto_test']:
-        from metrics import pipeline
-        pipeline.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
+        auto_test.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
                                seed=opts['seed'], polarity=opts['auto_test_polarity'])  # Writes report.html too.
     else:
-        from metrics.report import write_report
         print(f'Report: {write_report(args["run_dir"])}')
     return args['run_dir']

@@ -6,7 +6,7 @@ and the report read: one snapshot holding only G_ema, stored in float16 (a quart
 the run's options, stats, log and image grids up to that snapshot (the big fakes/masks/reals grids cut to their
 first 8x8 samples).
 
-    python -m training.demo_model RUN_DIR --kimg N     # export snapshot N of a finished run to checkpoints/
+    python -m pipeline.demo_model RUN_DIR --kimg N     # export snapshot N of a finished run to checkpoints/
 """
 import json
 import os

@@ -1,4 +1,4 @@
-"""Augmentation of (image, mask) batches for the U-Net segmenter (evaluation spec §2.4).
+"""Augmentation of (image, mask) batches for the U-Net segmenter.
 
 A reduced ADA pipeline without the strength p: each op fires per sample with its own probability. The
 parameters drawn for an image batch are replayed on its one-hot mask, so both stay geometrically aligned;

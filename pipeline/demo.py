@@ -4,7 +4,7 @@
    that run's report.
 2. Run the real automatic evaluation (samples, a U-Net trained on them and tested on held-out synthetic images with
    their true masks, a short MINE run) and its report. By default it evaluates the shipped model
-   (training/demo_model.py): masks need far more training than a CPU demo has, so the model from step 1 would only
+   (pipeline/demo_model.py): masks need far more training than a CPU demo has, so the model from step 1 would only
    give the trivial "everything is foreground" score. `--evaluate=trained` evaluates the model from step 1 instead.
 
 Every stage runs at reduced length; the commands in README.md run the original's full protocol.
@@ -15,8 +15,7 @@ import os
 import click
 
 from dnnlib.util import cli_errors
-from metrics import pipeline
-from training import demo_model, train_cli
+from pipeline import auto_test, demo_model, train_cli
 
 
 def train(outdir, kimg, resolution, seed, auto_test):
@@ -63,7 +62,7 @@ def main(outdir, kimg, evaluate, samples, seg_iters, mine_iters, resolution, see
     print(f'Step 2: evaluating the shipped model ({info["kimg"]} kimg of the same preset, trained on a CPU; '
           f'see checkpoints/README.md), since masks need more training than this demo has.')
     shipped_dir = demo_model.install(outdir)
-    pipeline.run_auto_test(shipped_dir, 'synthetic', n=samples, seg_iters=seg_iters, mine_iters=mine_iters,
+    auto_test.run_auto_test(shipped_dir, 'synthetic', n=samples, seg_iters=seg_iters, mine_iters=mine_iters,
                            metric=None, scale=info['resolution'], seed=seed)
     print(f'\nDemo done. Trained {kimg} kimg in {trained_dir}; evaluated the shipped {info["kimg"]}-kimg model. '
           f'{summary_line(shipped_dir)}')

@@ -1,4 +1,4 @@
-"""The automatic evaluation after 64-px training (evaluation.md §4.2, training.md §7).
+"""The automatic evaluation after 64-px training, as the original's training script ran it.
 
 best snapshot -> samples in <run>/auto_test/synthetic_data-<kimg6> -> U-Net segmentation (E64, 'color' aug) ->
 MINE -> best_fid_data_seg_results.json, summary.json and report.html. A finished stage is read back, never redone,
@@ -6,7 +6,7 @@ so an interrupted auto-test continues where it stopped when called again.
 
 Differences from the original: the samples are seeded; the segmentation and MINE runs have the fixed id 00000 (not
 the next free one), which is what lets a rerun find them; the original's two identical `do_anti_leaking` branches
-are this one call (§6.23); each stage logs into its own file, so log files never chain (§6.19); a run without
+are this one call; each stage logs into its own file, so log files never chain; a run without
 metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
 `scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64).
 """
