@@ -59,15 +59,12 @@ def _bias_act_original(x, b=None, dim=1, act='linear', alpha=None, gain=None, cl
 
 
 def _fully_connected_original(self, x):
-    w = self.weight.to(x.dtype) * self.weight_gain
-    b = self.bias
-    if b is not None:
-        b = b.to(x.dtype)
-        if self.bias_gain != 1:
-            b = b * self.bias_gain
-    if self.activation == 'linear' and b is not None:
-        return torch.addmm(b.unsqueeze(0), x, w.t())
-    return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+    # The original's FC: its own weight/bias scaling, addmm for linear layers, bias_act (reference path) otherwise.
+    bias = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
+    weight_t = (self.weight.to(x.dtype) * self.weight_gain).t()
+    if bias is not None and self.activation == 'linear':
+        return torch.addmm(bias.unsqueeze(0), x, weight_t)
+    return bias_act.bias_act(x.matmul(weight_t), bias, act=self.activation)
 
 
 def _run_D_fake_real_original(self, fake, real):

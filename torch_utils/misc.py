@@ -1,4 +1,7 @@
 """Tensor and module helpers shared by the networks, the training loop and the evaluators."""
+import contextlib
+import itertools
+
 import numpy as np
 import torch
 
@@ -8,20 +11,16 @@ _constant_cache = {}
 def constant(value, shape=None, dtype=None, device=None, memory_format=None):
     """A cached constant tensor: avoids re-creating filters and matrices on every forward pass."""
     value = np.asarray(value)
-    if shape is not None:
-        shape = tuple(shape)
+    shape = None if shape is None else tuple(shape)
     dtype = dtype or torch.get_default_dtype()
     device = torch.device(device or 'cpu')
     memory_format = memory_format or torch.contiguous_format
     key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
-    tensor = _constant_cache.get(key)
-    if tensor is None:
+    if key not in _constant_cache:
         tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
-        if shape is not None:
-            tensor, _ = torch.broadcast_tensors(tensor, torch.empty(shape))
-        tensor = tensor.contiguous(memory_format=memory_format)
-        _constant_cache[key] = tensor
-    return tensor
+        tensor = tensor if shape is None else tensor.broadcast_to(shape)
+        _constant_cache[key] = tensor.contiguous(memory_format=memory_format)
+    return _constant_cache[key]
 
 
 def assert_shape(tensor, ref_shape):
@@ -40,35 +39,37 @@ def assert_shape(tensor, ref_shape):
 
 
 class InfiniteSampler(torch.utils.data.Sampler):
-    """Endless, seeded, shard-aware sampler: a permutation whose order drifts by random local swaps."""
+    """An endless, seeded stream of dataset indices, split between `num_replicas` ranks.
+
+    The indices are a random permutation that is walked round and round. After each position is visited it swaps
+    places with a random one of the `window_size * len(dataset)` positions just behind it (cyclically), so every
+    lap visits the items in a slightly different order. All ranks walk (and swap) the same sequence; rank r yields
+    steps r, r + num_replicas, ... of it. Without shuffling the walk is 0, 1, 2, ... with no swaps. The order
+    depends only on the seed and the dataset length: exact resume counts on it (tests/test_misc.py pins it).
+    """
 
     def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):
-        assert len(dataset) > 0 and num_replicas > 0 and 0 <= rank < num_replicas and 0 <= window_size <= 1
+        if len(dataset) == 0 or num_replicas < 1 or not 0 <= rank < num_replicas or not 0 <= window_size <= 1:
+            raise ValueError(f'InfiniteSampler: bad arguments (len {len(dataset)}, rank {rank} of {num_replicas}, '
+                             f'window {window_size})')
         super().__init__()
-        self.dataset = dataset
-        self.rank = rank
-        self.num_replicas = num_replicas
-        self.shuffle = shuffle
-        self.seed = seed
-        self.window_size = window_size
+        self.dataset, self.seed, self.shuffle = dataset, seed, shuffle
+        self.rank, self.num_replicas, self.window_size = rank, num_replicas, window_size
 
     def __iter__(self):
-        order = np.arange(len(self.dataset))
-        rnd = None
-        window = 0
-        if self.shuffle:
-            rnd = np.random.RandomState(self.seed)
-            rnd.shuffle(order)
-            window = int(np.rint(order.size * self.window_size))
-        idx = 0
-        while True:
-            i = idx % order.size
-            if idx % self.num_replicas == self.rank:
-                yield order[i]
-            if window >= 2:
-                j = (i - rnd.randint(window)) % order.size
-                order[i], order[j] = order[j], order[i]
-            idx += 1
+        walk = np.arange(len(self.dataset))
+        rng = np.random.RandomState(self.seed) if self.shuffle else None
+        look_back = 0
+        if rng is not None:
+            rng.shuffle(walk)
+            look_back = int(np.rint(walk.size * self.window_size))
+        for step in itertools.count():
+            pos = step % walk.size
+            if step % self.num_replicas == self.rank:
+                yield walk[pos]
+            if look_back >= 2:  # a window of 1 could only swap a position with itself
+                behind = (pos - rng.randint(look_back)) % walk.size
+                walk[[pos, behind]] = walk[[behind, pos]]
 
 
 def params_and_buffers(module):

@@ -12,11 +12,8 @@ Differences from StyleGAN2-ADA (same maths and buffers otherwise):
 import numpy as np
 import torch
 
-from torch_utils import misc
-from torch_utils import persistence
-from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import grid_sample_gradfix
-from torch_utils.ops import upfirdn2d
+from torch_utils import misc, persistence
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix, upfirdn2d
 
 # Low-pass decomposition filters of the Symlet wavelets used by ADA (same values as PyWavelets).
 _SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
@@ -149,13 +146,13 @@ def _lognormal(shape, std, dp, device):
 class AugmentPipe(torch.nn.Module):
     """ADA pipeline; every augmentation is off by default, enable it with a probability multiplier of 1."""
 
-    def __init__(self,
-                 xflip=0, rotate90=0, xint=0, xint_max=0.125,
-                 scale=0, rotate=0, aniso=0, xfrac=0, scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125,
-                 brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5,
-                 hue_max=1, saturation_std=1,
-                 imgfilter=0, imgfilter_bands=(1, 1, 1, 1), imgfilter_std=1,
-                 noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
+    def __init__(self, xflip=0, rotate90=0, xint=0, xint_max=0.125,  # pixel blitting
+                 scale=0, rotate=0, aniso=0, xfrac=0,  # general geometric transforms
+                 scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125,
+                 brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0,  # colour transforms
+                 brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1,
+                 imgfilter=0, imgfilter_bands=(1, 1, 1, 1), imgfilter_std=1,  # image-space filtering
+                 noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):  # image-space corruptions
         super().__init__()
         self.register_buffer('p', torch.ones([]))  # Adaptive strength: scales every probability below.
 

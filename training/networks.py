@@ -4,6 +4,8 @@ Parameter and buffer names follow the original ILSGAN / StyleGAN2-ADA code exact
 snapshot pickles load with strict=True. Precision: blocks marked fp16 run in half precision only on CUDA; on the CPU
 the same modules run in fp32.
 """
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,10 +14,63 @@ from torch_utils import misc, persistence
 from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
 
 SQRT_HALF = float(np.sqrt(0.5))
+LAYER_KEYS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 
 
-def normalize_2nd_moment(x, dim=1, eps=1e-8):
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers shared by every layer type.
+
+def _keep(module, **settings):
+    """Record the constructor settings that forward() and callers read back as attributes."""
+    for name, value in settings.items():
+        setattr(module, name, value)
+
+
+def _init_weight(shape, lr_multiplier=1, channels_last=False):
+    """Equalised learning rate: weights are drawn N(0, 1) / lr_multiplier and scaled by their gain at run time."""
+    weight = torch.randn(shape) / lr_multiplier
+    return weight.to(memory_format=torch.channels_last) if channels_last else weight
+
+
+def _weight_gain(fan_in, lr_multiplier=1):
+    return lr_multiplier / np.sqrt(fan_in)
+
+
+def _attach(module, name, tensor, trainable=True):
+    """A trainable tensor becomes a Parameter; a frozen one (Freeze-D) a buffer, which no optimizer sees."""
+    if trainable and tensor is not None:
+        setattr(module, name, torch.nn.Parameter(tensor))
+    else:
+        module.register_buffer(name, tensor)
+
+
+def _fir(taps):
+    return upfirdn2d.setup_filter(list(taps))
+
+
+def _act_gain(activation):
+    return bias_act.activation_funcs[activation].def_gain
+
+
+def _clamp_value(conv_clamp, gain, x):
+    """Conv clamping guards fp16 mixed precision on CUDA; the CPU runs in fp32 and skips it (one pass less)."""
+    return conv_clamp * gain if conv_clamp is not None and x.device.type == 'cuda' else None
+
+
+def _bias_act(x, bias, activation, act_gain, conv_clamp, gain=1):
+    """The epilogue of every conv layer: bias, activation, gain, and the (CUDA-only) clamp."""
+    bias = bias.to(x.dtype) if bias is not None else None
+    return bias_act.bias_act(x, bias, act=activation, gain=act_gain * gain, clamp=_clamp_value(conv_clamp, gain, x))
+
+
+def _channel_table(resolutions, channel_base, channel_max):
+    """Feature maps per resolution, shared by G and D: channel_base / res, capped at channel_max."""
+    return {res: min(channel_base // res, channel_max) for res in resolutions}
+
+
+def _first_fp16_resolution(resolution_log2, num_fp16_res):
+    """The `num_fp16_res` highest resolutions run in fp16, but never 4x4."""
+    return max(2 ** (resolution_log2 + 1 - num_fp16_res), 8)
 
 
 def _block_dtype(use_fp16, force_fp32, device):
@@ -42,9 +97,41 @@ def _fused_modconv(training, dtype, batch_size, device):
     return (not training) and device.type == 'cuda' and (dtype == torch.float32 or batch_size == 1)
 
 
-def _clamp_value(conv_clamp, gain, x):
-    """Conv clamping guards fp16 mixed precision on CUDA; the CPU runs in fp32 and skips it (one pass less)."""
-    return conv_clamp * gain if conv_clamp is not None and x.device.type == 'cuda' else None
+def normalize_2nd_moment(x, dim=1, eps=1e-8):
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Modulated convolution.
+
+def _prescale_for_fp16(weight, styles):
+    """Bring weight (per output channel) and styles to unit max magnitude, so that the fp16 products cannot
+    overflow; demodulation divides the scale out again."""
+    fan_in = weight[0].numel()
+    weight = weight * (1 / np.sqrt(fan_in) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
+    return weight, styles / styles.norm(float('inf'), dim=1, keepdim=True)
+
+
+def _modulate_activations(x, weight, styles, dcoefs, noise, conv):
+    """Scale the input channels by the styles and the output channels by the demodulation: one plain conv."""
+    n = x.shape[0]
+    x = conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), weight.to(x.dtype))
+    if dcoefs is None:
+        return x if noise is None else x.add_(noise.to(x.dtype))
+    dcoefs = dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+    return x * dcoefs if noise is None else fma.fma(x, dcoefs, noise.to(x.dtype))
+
+
+def _modulate_weights(x, weight, styles, dcoefs, noise, conv):
+    """Fold styles (and demodulation) into one weight per sample and run the batch as a grouped conv."""
+    n, in_channels = styles.shape
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
+    if dcoefs is not None:
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    w = w.reshape(-1, in_channels, *weight.shape[2:]).to(x.dtype)
+    y = conv(x.reshape(1, -1, *x.shape[2:]), w, groups=n)
+    y = y.reshape(n, -1, *y.shape[2:])
+    return y if noise is None else y.add_(noise)
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -54,47 +141,22 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     x [N,I,H,W], weight [O,I,kh,kw], styles [N,I]. fused_modconv runs one grouped conv with per-sample weights;
     otherwise the modulation is applied to the activations (cheaper for large batches during training).
     """
-    batch_size = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
-    misc.assert_shape(weight, [out_channels, in_channels, kh, kw])
-    misc.assert_shape(x, [batch_size, in_channels, None, None])
-    misc.assert_shape(styles, [batch_size, in_channels])
-
+    misc.assert_shape(x, [styles.shape[0], weight.shape[1], None, None])
+    misc.assert_shape(styles, [x.shape[0], weight.shape[1]])
     if x.dtype == torch.float16 and demodulate:
-        # Pre-normalise so that the fp16 products below cannot overflow; demodulation undoes the scale.
-        weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
-
+        weight, styles = _prescale_for_fp16(weight, styles)
     dcoefs = None
     if demodulate:
-        # sum over (i, kh, kw) of (weight * style)^2, as one [N,I] x [I,O] product instead of building the
-        # per-sample weights [N,O,I,kh,kw] (which the unfused path never needs otherwise).
+        # 1 / |w_o * s| over (i, kh, kw), as one [N,I] x [I,O] product instead of building the per-sample weights.
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    conv = functools.partial(conv2d_resample.conv2d_resample, f=resample_filter, up=up, down=down, padding=padding,
+                             flip_weight=flip_weight)
+    run = _modulate_weights if fused_modconv else _modulate_activations
+    return run(x, weight, styles, dcoefs, noise, conv)
 
-    if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        x = conv2d_resample.conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down,
-                                            padding=padding, flip_weight=flip_weight)
-        if demodulate and noise is not None:
-            return fma.fma(x, dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1), noise.to(x.dtype))
-        if demodulate:
-            return x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        if noise is not None:
-            return x.add_(noise.to(x.dtype))
-        return x
 
-    w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-    if demodulate:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample.conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
-                                        groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
-    if noise is not None:
-        x = x.add_(noise)
-    return x
-
+# ---------------------------------------------------------------------------------------------------------------
+# Layers.
 
 class FullyConnectedLayer(torch.nn.Module):
     """Dense layer with equalised learning rate (weights stored at unit scale, scaled at run time)."""
@@ -102,9 +164,9 @@ class FullyConnectedLayer(torch.nn.Module):
     def __init__(self, in_features, out_features, bias=True, activation='linear', lr_multiplier=1, bias_init=0):
         super().__init__()
         self.activation = activation
-        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = torch.nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.weight = torch.nn.Parameter(_init_weight([out_features, in_features], lr_multiplier))
+        _attach(self, 'bias', torch.full([out_features], float(bias_init)) if bias else None)
+        self.weight_gain = _weight_gain(in_features, lr_multiplier)
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
@@ -123,32 +185,26 @@ class Conv2dLayer(torch.nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation='linear', up=1, down=1,
                  resample_filter=(1, 3, 3, 1), conv_clamp=None, channels_last=False, trainable=True):
         super().__init__()
-        self.activation = activation
-        self.up = up
-        self.down = down
-        self.conv_clamp = conv_clamp
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(list(resample_filter)))
-        self.padding = kernel_size // 2
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
-        self.act_gain = bias_act.activation_funcs[activation].def_gain
-
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
-        bias = torch.zeros([out_channels]) if bias else None
-        if trainable:
-            self.weight = torch.nn.Parameter(weight)
-            self.bias = torch.nn.Parameter(bias) if bias is not None else None
-        else:
-            self.register_buffer('weight', weight)
-            self.register_buffer('bias', bias)
+        _keep(self, activation=activation, up=up, down=down, conv_clamp=conv_clamp, padding=kernel_size // 2)
+        self.register_buffer('resample_filter', _fir(resample_filter))
+        self.weight_gain = _weight_gain(in_channels * kernel_size ** 2)
+        self.act_gain = _act_gain(activation)
+        shape = [out_channels, in_channels, kernel_size, kernel_size]
+        _attach(self, 'weight', _init_weight(shape, channels_last=channels_last), trainable)
+        _attach(self, 'bias', torch.zeros([out_channels]) if bias else None, trainable)
 
     def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = conv2d_resample.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        x = conv2d_resample.conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down,
                                             padding=self.padding, flip_weight=(self.up == 1))
-        clamp = _clamp_value(self.conv_clamp, gain, x)
-        return bias_act.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return _bias_act(x, self.bias, self.activation, self.act_gain, self.conv_clamp, gain)
+
+
+def _mapping_widths(z_dim, c_dim, w_dim, num_layers, embed_features, layer_features):
+    """(width of the embedded label, [input, hidden..., w] widths of the mapping MLP)."""
+    embed = 0 if c_dim == 0 else (w_dim if embed_features is None else embed_features)
+    hidden = w_dim if layer_features is None else layer_features
+    return embed, [z_dim + embed] + [hidden] * (num_layers - 1) + [w_dim]
 
 
 class MappingNetwork(torch.nn.Module):
@@ -157,55 +213,42 @@ class MappingNetwork(torch.nn.Module):
     def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None, layer_features=None,
                  activation='lrelu', lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
-
-        if embed_features is None:
-            embed_features = w_dim
-        if c_dim == 0:
-            embed_features = 0
-        if layer_features is None:
-            layer_features = w_dim
-        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-
+        _keep(self, z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=num_ws, num_layers=num_layers, w_avg_beta=w_avg_beta)
+        embed, widths = _mapping_widths(z_dim, c_dim, w_dim, num_layers, embed_features, layer_features)
         if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
-        for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
-            setattr(self, f'fc{idx}', layer)
+            self.embed = FullyConnectedLayer(c_dim, embed)
+        for idx, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            setattr(self, f'fc{idx}', FullyConnectedLayer(fan_in, fan_out, activation=activation, lr_multiplier=lr_multiplier))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer('w_avg', torch.zeros([w_dim]))
 
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False):
-        x = None
+    def _inputs(self, z, c):
+        """z and the embedded c, each normalised to unit second moment, side by side."""
+        parts = []
         if self.z_dim > 0:
             misc.assert_shape(z, [None, self.z_dim])
-            x = normalize_2nd_moment(z.to(torch.float32))
+            parts.append(normalize_2nd_moment(z.to(torch.float32)))
         if self.c_dim > 0:
             misc.assert_shape(c, [None, self.c_dim])
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
+            parts.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
+    def _truncate(self, w, psi, cutoff):
+        """Pull w towards its running mean by (1 - psi): all of it, or only its first `cutoff` broadcast copies."""
+        assert self.w_avg_beta is not None, 'truncation needs the tracked w_avg'
+        if self.num_ws is None or cutoff is None:
+            return self.w_avg.lerp(w, psi)
+        return torch.cat([self.w_avg.lerp(w[:, :cutoff], psi), w[:, cutoff:]], dim=1)
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False):
+        w = self._inputs(z, c)
         for idx in range(self.num_layers):
-            x = getattr(self, f'fc{idx}')(x)
-
-        if self.w_avg_beta is not None and self.training and not skip_w_avg_update:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-
+            w = getattr(self, f'fc{idx}')(w)
+        if self.training and self.w_avg_beta is not None and not skip_w_avg_update:
+            self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
-            x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
-
-        if truncation_psi != 1:
-            assert self.w_avg_beta is not None
-            if self.num_ws is None or truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+            w = w.unsqueeze(1).repeat([1, self.num_ws, 1])
+        return w if truncation_psi == 1 else self._truncate(w, truncation_psi, truncation_cutoff)
 
 
 class SynthesisLayer(torch.nn.Module):
@@ -214,38 +257,33 @@ class SynthesisLayer(torch.nn.Module):
     def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
                  activation='lrelu', resample_filter=(1, 3, 3, 1), conv_clamp=None, channels_last=False):
         super().__init__()
-        self.resolution = resolution
-        self.up = up
-        self.use_noise = use_noise
-        self.activation = activation
-        self.conv_clamp = conv_clamp
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(list(resample_filter)))
-        self.padding = kernel_size // 2
-        self.act_gain = bias_act.activation_funcs[activation].def_gain
-
+        _keep(self, resolution=resolution, up=up, use_noise=use_noise, activation=activation, conv_clamp=conv_clamp,
+              padding=kernel_size // 2, act_gain=_act_gain(activation))
+        self.register_buffer('resample_filter', _fir(resample_filter))
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
+        shape = [out_channels, in_channels, kernel_size, kernel_size]
+        _attach(self, 'weight', _init_weight(shape, channels_last=channels_last))
         if use_noise:
             self.register_buffer('noise_const', torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
-        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        _attach(self, 'bias', torch.zeros([out_channels]))
+
+    def _noise(self, x, noise_mode):
+        """Per-pixel noise times the learned strength: fresh per call ('random'), the stored map ('const'), or none."""
+        assert noise_mode in ('random', 'const', 'none')
+        if not self.use_noise or noise_mode == 'none':
+            return None
+        if noise_mode == 'const':
+            return self.noise_const * self.noise_strength
+        return torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
 
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
-        assert noise_mode in ('random', 'const', 'none')
-        misc.assert_shape(x, [None, self.weight.shape[1], self.resolution // self.up, self.resolution // self.up])
+        in_res = self.resolution // self.up
+        misc.assert_shape(x, [None, self.weight.shape[1], in_res, in_res])
         styles = self.affine(w)
-
-        noise = None
-        if self.use_noise and noise_mode == 'random':
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == 'const':
-            noise = self.noise_const * self.noise_strength
-
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+        x = modulated_conv2d(x, self.weight, styles, noise=self._noise(x, noise_mode), up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1), fused_modconv=fused_modconv)
-        clamp = _clamp_value(self.conv_clamp, gain, x)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return _bias_act(x, self.bias, self.activation, self.act_gain, self.conv_clamp, gain)
 
 
 class ToRGBLayer(torch.nn.Module):
@@ -253,18 +291,20 @@ class ToRGBLayer(torch.nn.Module):
 
     def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None, channels_last=False):
         super().__init__()
-        self.conv_clamp = conv_clamp
+        _keep(self, conv_clamp=conv_clamp, weight_gain=_weight_gain(in_channels * kernel_size ** 2))
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
-        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        shape = [out_channels, in_channels, kernel_size, kernel_size]
+        _attach(self, 'weight', _init_weight(shape, channels_last=channels_last))
+        _attach(self, 'bias', torch.zeros([out_channels]))
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=_clamp_value(self.conv_clamp, 1, x))
+        return _bias_act(x, self.bias, 'linear', 1, self.conv_clamp)
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Generator.
 
 class SynthesisBlock(torch.nn.Module):
     """One resolution of the synthesis network: `num_conv` modulated convs (the first upsamples) and a ToRGB.
@@ -277,63 +317,57 @@ class SynthesisBlock(torch.nn.Module):
                  num_conv=2, **layer_kwargs):
         assert architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(list(resample_filter)))
-
+        _keep(self, in_channels=in_channels, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
+              is_last=is_last, architecture=architecture, use_fp16=use_fp16,
+              channels_last=use_fp16 and fp16_channels_last)
+        self.register_buffer('resample_filter', _fir(resample_filter))
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        layer_kwargs = dict(layer_kwargs, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp,
+                            channels_last=self.channels_last)
         self.conv_names = []
         for idx in range(0 if in_channels else 1, num_conv):
-            first = idx == 0
-            layer = SynthesisLayer(in_channels if first else out_channels, out_channels, w_dim=w_dim,
-                                   resolution=resolution, up=2 if first else 1, resample_filter=resample_filter,
-                                   conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
+            # conv0 is the upsampling conv from the previous resolution; the others keep the resolution.
+            upsampling = idx == 0
+            resampling = dict(up=2, resample_filter=resample_filter) if upsampling else {}
+            layer = SynthesisLayer(in_channels if upsampling else out_channels, out_channels, **resampling, **layer_kwargs)
             setattr(self, f'conv{idx}', layer)
             self.conv_names.append(f'conv{idx}')
         self.num_conv = len(self.conv_names)
-        self.num_torgb = 0
-        if is_last or architecture == 'skip':
-            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp, channels_last=self.channels_last)
-            self.num_torgb = 1
-        if in_channels != 0 and architecture == 'resnet':
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
-                                    resample_filter=resample_filter, channels_last=self.channels_last)
+        self.num_torgb = int(is_last or architecture == 'skip')
+        if self.num_torgb:
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                                    channels_last=self.channels_last)
+        if architecture == 'resnet' and in_channels:
+            self.skip = Conv2dLayer(in_channels, out_channels, 1, bias=False, up=2, resample_filter=resample_filter,
+                                    channels_last=self.channels_last)
 
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, **layer_kwargs):
-        misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
-        w_iter = iter(ws.unbind(dim=1))
         device = ws.device
+        misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
         memory_format = _memory_format(self.channels_last, dtype, device)
         if fused_modconv is None:
             fused_modconv = _fused_modconv(self.training, dtype, int(ws.shape[0]), device)
+        w_per_layer = ws.unbind(dim=1)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
-        else:
-            x = x.to(dtype=dtype, memory_format=memory_format)
-
-        if self.architecture == 'resnet' and self.in_channels != 0:
-            y = self.skip(x, gain=SQRT_HALF)
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        x = x.to(dtype=dtype, memory_format=memory_format)
+        resnet = self.architecture == 'resnet' and self.in_channels != 0
+        shortcut = self.skip(x, gain=SQRT_HALF) if resnet else None
         for i, name in enumerate(self.conv_names):
-            gain = SQRT_HALF if self.architecture == 'resnet' and i > 0 else 1
-            x = getattr(self, name)(x, next(w_iter), fused_modconv=fused_modconv, gain=gain, **layer_kwargs)
-        if self.architecture == 'resnet' and self.in_channels != 0:
-            x = y.add_(x)
+            gain = SQRT_HALF if resnet and i > 0 else 1
+            x = getattr(self, name)(x, w_per_layer[i], fused_modconv=fused_modconv, gain=gain, **layer_kwargs)
+        if resnet:
+            x = shortcut.add_(x)
 
         if img is not None:
             img = upfirdn2d.upsample2d(img, self.resample_filter)
-        if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
-            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img.add_(y) if img is not None else y
+        if self.num_torgb:
+            rgb = self.torgb(x, w_per_layer[self.num_conv], fused_modconv=fused_modconv)
+            rgb = rgb.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            img = rgb if img is None else img.add_(rgb)
         return x, img
 
 
@@ -344,37 +378,31 @@ class SynthesisNetwork(torch.nn.Module):
                  n_conv_per_res=2, **block_kwargs):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0
         super().__init__()
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-
+        log2 = int(np.log2(img_resolution))
+        resolutions = [2 ** i for i in range(2, log2 + 1)]
+        _keep(self, w_dim=w_dim, img_resolution=img_resolution, img_resolution_log2=log2, img_channels=img_channels,
+              block_resolutions=resolutions)
+        channels = _channel_table(resolutions, channel_base, channel_max)
+        fp16_from = _first_fp16_resolution(log2, num_fp16_res)
         self.num_ws = 0
-        for res in self.block_resolutions:
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
-                                   img_channels=img_channels, is_last=(res == img_resolution),
-                                   use_fp16=(res >= fp16_resolution), num_conv=n_conv_per_res, **block_kwargs)
-            self.num_ws += block.num_conv
-            if res == img_resolution:
-                self.num_ws += block.num_torgb
+        for res in resolutions:
+            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
+                                   resolution=res, img_channels=img_channels, is_last=(res == img_resolution),
+                                   use_fp16=(res >= fp16_from), num_conv=n_conv_per_res, **block_kwargs)
             setattr(self, f'b{res}', block)
+            # Consecutive blocks share one w at their seam: each block's ToRGB reuses the next block's first w.
+            self.num_ws += block.num_conv + (block.num_torgb if block.is_last else 0)
 
     def forward(self, ws, **block_kwargs):
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
         x = img = None
-        w_idx = 0
+        start = 0
         for res in self.block_resolutions:
             block = getattr(self, f'b{res}')
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), **block_kwargs)
-            w_idx += block.num_conv
+            x, img = block(x, img, ws.narrow(1, start, block.num_conv + block.num_torgb), **block_kwargs)
+            start += block.num_conv
         return img
-
-
-LAYER_KEYS = ('bg', 'fg', 'mask', 'fg*mask', 'img')
 
 
 class LayerTransform(torch.nn.Module):
@@ -470,17 +498,17 @@ class PerturbGenerator(torch.nn.Module):
         super().__init__()
         mapping_kwargs, synthesis_kwargs = mapping_kwargs or {}, synthesis_kwargs or {}
         layer_t_kwargs = layer_t_kwargs or {}
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis_bg = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs)
-        self.synthesis_fg = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels + 1, **synthesis_kwargs)
-        self.num_ws_bg = self.synthesis_bg.num_ws
-        self.num_ws_fg = self.synthesis_fg.num_ws
-        self.mapping_bg = MappingNetwork(z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=self.num_ws_bg, **mapping_kwargs)
-        self.mapping_fg = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws_fg, **mapping_kwargs)
+        _keep(self, z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels)
+        # The foreground network draws one channel more than the image: the mask logit.
+        for layer, channels in (('bg', img_channels), ('fg', img_channels + 1)):
+            net = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=channels, **synthesis_kwargs)
+            setattr(self, f'synthesis_{layer}', net)
+            setattr(self, f'num_ws_{layer}', net.num_ws)
+        # Only the foreground is conditioned on the class label.
+        for layer, layer_c_dim in (('bg', 0), ('fg', c_dim)):
+            num_ws = getattr(self, f'num_ws_{layer}')
+            setattr(self, f'mapping_{layer}', MappingNetwork(z_dim=z_dim, c_dim=layer_c_dim, w_dim=w_dim, num_ws=num_ws,
+                                                            **mapping_kwargs))
         self.Tx = LayerTransform(**layer_t_kwargs)
         self.eps_dim = self.Tx.eps_dim
 
@@ -530,6 +558,9 @@ class PerturbGenerator(torch.nn.Module):
         return {'bg': bg, 'fg': fg, 'mask': mask, 'fg*mask': fg_on_white, 'img': img}
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Discriminator.
+
 class DiscriminatorBlock(torch.nn.Module):
     """One resolution of the ResNet discriminator: [fromRGB,] conv, strided conv, and a 1x1 skip."""
 
@@ -538,32 +569,28 @@ class DiscriminatorBlock(torch.nn.Module):
                  use_fp16=False, fp16_channels_last=False, freeze_layers=0):
         assert in_channels in (0, tmp_channels) and architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.first_layer_idx = first_layer_idx
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(list(resample_filter)))
+        _keep(self, in_channels=in_channels, resolution=resolution, img_channels=img_channels,
+              first_layer_idx=first_layer_idx, architecture=architecture, use_fp16=use_fp16,
+              channels_last=use_fp16 and fp16_channels_last, num_layers=0)
+        self.register_buffer('resample_filter', _fir(resample_filter))
 
-        self.num_layers = 0
-
-        def trainable():
-            # Freeze-D: the first `freeze_layers` layers of the whole D keep their weights.
-            idx = self.first_layer_idx + self.num_layers
-            self.num_layers += 1
-            return idx >= freeze_layers
-
-        common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        # (name, in, out, kernel, down, bias, activation) of each layer of this block, in creation order; the skip
+        # has neither bias nor clamp.
+        layers = []
         if in_channels == 0 or architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable(), **common)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, down=2, trainable=trainable(),
-                                 resample_filter=resample_filter, **common)
+            layers.append(('fromrgb', img_channels, tmp_channels, 1, 1, True, activation))
+        layers.append(('conv0', tmp_channels, tmp_channels, 3, 1, True, activation))
+        layers.append(('conv1', tmp_channels, out_channels, 3, 2, True, activation))
         if architecture == 'resnet':
-            self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2, trainable=trainable(),
-                                    resample_filter=resample_filter, channels_last=self.channels_last)
+            layers.append(('skip', tmp_channels, out_channels, 1, 2, False, 'linear'))
+        for name, fan_in, fan_out, kernel, down, bias, act in layers:
+            # Freeze-D: the first `freeze_layers` layers of the whole D keep their initial weights.
+            trainable = first_layer_idx + self.num_layers >= freeze_layers
+            self.num_layers += 1
+            resampling = dict(down=2, resample_filter=resample_filter) if down > 1 else {}
+            setattr(self, name, Conv2dLayer(fan_in, fan_out, kernel_size=kernel, bias=bias, activation=act,
+                                            conv_clamp=conv_clamp if bias else None, channels_last=self.channels_last,
+                                            trainable=trainable, **resampling))
 
     def forward(self, x, img, force_fp32=False):
         device = img.device if img is not None else x.device
@@ -573,17 +600,13 @@ class DiscriminatorBlock(torch.nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == 'skip':
             img = img.to(dtype=dtype, memory_format=memory_format)
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
+            from_rgb = self.fromrgb(img)
+            x = from_rgb if x is None else x + from_rgb
             img = upfirdn2d.downsample2d(img, self.resample_filter) if self.architecture == 'skip' else None
-        if self.architecture == 'resnet':
-            y = self.skip(x, gain=SQRT_HALF)
-            x = self.conv0(x)
-            x = self.conv1(x, gain=SQRT_HALF)
-            x = y.add_(x)
-        else:
-            x = self.conv1(self.conv0(x))
-        return x, img
+        if self.architecture != 'resnet':
+            return self.conv1(self.conv0(x)), img
+        shortcut = self.skip(x, gain=SQRT_HALF)
+        return shortcut.add_(self.conv1(self.conv0(x), gain=SQRT_HALF)), img
 
 
 class MinibatchStdLayer(torch.nn.Module):
@@ -591,8 +614,7 @@ class MinibatchStdLayer(torch.nn.Module):
 
     def __init__(self, group_size, num_channels=1):
         super().__init__()
-        self.group_size = group_size
-        self.num_channels = num_channels
+        _keep(self, group_size=group_size, num_channels=num_channels)
 
     def forward(self, x):
         n, c, h, w = x.shape
@@ -611,30 +633,26 @@ class DiscriminatorEpilogue(torch.nn.Module):
     def __init__(self, in_channels, cmap_dim, resolution, img_channels, architecture='resnet', mbstd_group_size=4,
                  mbstd_num_channels=1, activation='lrelu', conv_clamp=None):
         super().__init__()
-        self.in_channels = in_channels
-        self.cmap_dim = cmap_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.architecture = architecture
+        _keep(self, in_channels=in_channels, cmap_dim=cmap_dim, resolution=resolution, img_channels=img_channels,
+              architecture=architecture)
         if architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation)
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels else None
+        features = in_channels + mbstd_num_channels
+        self.conv = Conv2dLayer(features, in_channels, 3, activation=activation, conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * resolution * resolution, in_channels, activation=activation)
+        self.out = FullyConnectedLayer(in_channels, cmap_dim or 1)
 
     def forward(self, x, img, cmap, force_fp32=False):
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == 'skip':
             x = x + self.fromrgb(img.to(torch.float32))
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x)
-        if self.cmap_dim > 0:
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-        return x
+        h = self.conv(x if self.mbstd is None else self.mbstd(x))
+        logits = self.out(self.fc(h.flatten(1)))
+        if self.cmap_dim == 0:
+            return logits
+        # Projection discriminator: the logit is the label embedding's scaled dot product with the features.
+        return (logits * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
 
 
 @persistence.persistent_class
@@ -646,30 +664,28 @@ class DiscriminatorOpen(torch.nn.Module):
                  epilogue_kwargs=None):
         super().__init__()
         block_kwargs, mapping_kwargs, epilogue_kwargs = block_kwargs or {}, mapping_kwargs or {}, epilogue_kwargs or {}
-        self.c_dim = c_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.opn_resolution = opn_resolution
-        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-        if cmap_dim is None:
-            cmap_dim = channels[4]
+        log2 = int(np.log2(img_resolution))
+        resolutions = [2 ** i for i in range(log2, 2, -1)]
+        _keep(self, c_dim=c_dim, img_resolution=img_resolution, img_resolution_log2=log2, img_channels=img_channels,
+              opn_resolution=opn_resolution, block_resolutions=resolutions)
+        channels = _channel_table(resolutions + [4], channel_base, channel_max)
+        fp16_from = _first_fp16_resolution(log2, num_fp16_res)
         if c_dim == 0:
             cmap_dim = 0
+        elif cmap_dim is None:
+            cmap_dim = channels[4]
 
-        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        shared = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
         layer_idx = 0
-        for res in self.block_resolutions:
+        for res in resolutions:
             block = DiscriminatorBlock(channels[res] if res < img_resolution else 0, channels[res], channels[res // 2],
-                                       resolution=res, first_layer_idx=layer_idx, use_fp16=(res >= fp16_resolution),
-                                       **block_kwargs, **common)
+                                       resolution=res, first_layer_idx=layer_idx, use_fp16=(res >= fp16_from),
+                                       **block_kwargs, **shared)
             setattr(self, f'b{res}', block)
             layer_idx += block.num_layers
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None, **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
+        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **shared)
 
     def forward(self, img, c, get_feature=False, **block_kwargs):
         x = None

@@ -47,11 +47,8 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
             _IN_PLACE[act](x, alpha)
     else:
         x = spec.func(x, alpha)
-        if gain != 1:
-            x = x * gain
-    if clamp >= 0:
-        x = x.clamp(-clamp, clamp)
-    return x
+        x = x if gain == 1 else x * gain
+    return x.clamp(-clamp, clamp) if clamp >= 0 else x
 
 
 # Positively homogeneous activations with an in-place form whose backward needs only its output.

@@ -30,11 +30,11 @@ enum Mode : int { kForward = 0, kGrad1 = 1, kGrad2 = 2 };
 
 struct Params {
     const void* x;     // main input (see Mode)
+    void* out;
     const void* b;     // bias [bias_size] or nullptr
+    const void* dy;    // first-order upstream gradient (kGrad2 only)
     const void* xref;  // forward input x (gradient modes), or nullptr
     const void* yref;  // forward output y (gradient modes), or nullptr
-    const void* dy;    // first-order upstream gradient (kGrad2 only)
-    void* out;
     int64_t numel;        // elements of x/out; all tensors share one dense memory layout
     int64_t bias_stride;  // memory stride of the bias dimension, in elements
     int64_t bias_size;    // extent of the bias dimension (0 when b == nullptr)

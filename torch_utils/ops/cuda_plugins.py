@@ -213,8 +213,8 @@ class _Upfirdn2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        f, = ctx.saved_tensors
         cfg = ctx.cfg
+        (f,) = ctx.saved_tensors
         dx = None
         if ctx.needs_input_grad[0]:
             h, w = ctx.in_hw

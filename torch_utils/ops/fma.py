@@ -18,17 +18,18 @@ def _unbroadcast(x, shape):
 
 
 class _FusedMultiplyAdd(torch.autograd.Function):
+    """torch.addcmul with a hand-written backward: no autograd graph for the broadcast reductions."""
+
     @staticmethod
     def forward(ctx, a, b, c):
-        out = torch.addcmul(c, a, b)
         ctx.save_for_backward(a, b)
         ctx.c_shape = c.shape
-        return out
+        return torch.addcmul(c, a, b)
 
     @staticmethod
     def backward(ctx, dout):
         a, b = ctx.saved_tensors
-        da = _unbroadcast(dout * b, a.shape) if ctx.needs_input_grad[0] else None
-        db = _unbroadcast(dout * a, b.shape) if ctx.needs_input_grad[1] else None
-        dc = _unbroadcast(dout, ctx.c_shape) if ctx.needs_input_grad[2] else None
-        return da, db, dc
+        need_a, need_b, need_c = ctx.needs_input_grad[:3]
+        return (_unbroadcast(dout * b, a.shape) if need_a else None,
+                _unbroadcast(dout * a, b.shape) if need_b else None,
+                _unbroadcast(dout, ctx.c_shape) if need_c else None)

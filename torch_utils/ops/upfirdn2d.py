@@ -97,8 +97,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     """Pure-PyTorch implementation; differentiable to any order."""
     assert isinstance(x, torch.Tensor) and x.ndim == 4
-    if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    f = torch.ones([1, 1], dtype=torch.float32, device=x.device) if f is None else f
     assert isinstance(f, torch.Tensor) and f.ndim in (1, 2) and f.dtype == torch.float32
     upx, upy = _parse_scaling(up)
     downx, downy = _parse_scaling(down)
@@ -106,10 +105,8 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     channels = x.shape[1]
 
     # The op is a convolution, so the kernel is the flipped filter (unless the caller asked for correlation).
-    f = f * (gain ** (f.ndim / 2))
-    f = f.to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    f = f if flip_filter else f.flip(list(range(f.ndim)))
     kernels = [f[None, None]] if f.ndim == 2 else [f[None, None, None, :], f[None, None, :, None]]
 
     if upx > 1 or upy > 1:
