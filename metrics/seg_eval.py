@@ -217,7 +217,7 @@ def load_segmenter(path, device='cpu'):
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(ckpt, dict) or 'model' not in ckpt:
         raise UserError(f'{path} is not a segmentation checkpoint (no "model" entry); use a network-snapshot-*.pth')
-    net = UNet()
+    net = UNet(width=ckpt['model']['inc.0.weight'].shape[0])  # The width is the first convolution's output count.
     net.load_state_dict(ckpt['model'])
     return net.to(device).eval()
 
@@ -268,6 +268,7 @@ def _check_same_protocol(run_dir, protocol):
         return
     with open(path, encoding='utf-8') as f:
         saved = json.load(f)
+    saved.setdefault('unet_width', 64)  # Runs from before the width was an option used the original's.
     diff = [k for k, v in protocol.items() if saved.get(k) != v]
     if diff:
         raise UserError(f'{run_dir} was trained with {", ".join(f"{k}={saved.get(k)}" for k in diff)}, not '
@@ -353,11 +354,13 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
 
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=64,
-                     seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3):
+                     seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3,
+                     width=64):
     """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
-    checkpoint. test_only=True re-tests the best validated checkpoint without training.
+    checkpoint. test_only=True re-tests the best validated checkpoint without training. width is the U-Net's
+    (64 is the original's).
     """
     results_path = os.path.join(run_dir, 'results.json')
     if resume and not test_only and os.path.isfile(results_path):
@@ -375,7 +378,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         raise UserError(f'{run_dir} has no validated checkpoints to test; train first (drop --test-only)')
     if has_state:
         _check_same_protocol(run_dir, dict(input_size=input_size, score_size=score_size, aug=aug, batch=batch,
-                                           seed=seed))
+                                           seed=seed, unet_width=width))
     check_real_data(real_data, data_root)
     pairs = None if test_only else list_pairs(syn_dir)
     test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
@@ -385,7 +388,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     os.makedirs(run_dir, exist_ok=True)
     with dnnlib.util.Logger(os.path.join(run_dir, 'log.txt')):
         torch.manual_seed(seed)
-        net = UNet().to(device)
+        net = UNet(width=width).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
         start = 0 if test_only else _resume_point(run_dir, net, opt)
         if not test_only and start < iters:
@@ -393,6 +396,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
             options = dnnlib.EasyDict(
                 syn_dir=syn_dir, real_data=real_data, input_size=input_size, score_size=score_size, aug=aug,
                 iters=iters, batch=batch, seed=seed, data_root=data_root, device=str(device), keep_all=keep_all,
+                unet_width=width,
                 num_train=len(train_pairs), num_val=len(val_pairs), num_test=len(test_set),
                 val_iters=validation_iters(iters), start_iter=start, torch=torch.__version__)
             print(json.dumps(options, indent=2))
@@ -416,7 +420,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         print(json.dumps(record))
         write_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
         save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
-        results = dict(results, best_iter=best['iter'])
+        results = dict(results, best_iter=best['iter'], unet_width=width)
         write_json(results_path, results)
     return results
 
@@ -452,6 +456,8 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--seed', type=int, default=0, show_default=True, help='Random seed')
     @click.option('--iters', type=click.IntRange(min=1), default=6000, show_default=True, help='Training iterations')
     @click.option('--batch', type=click.IntRange(min=1), default=64, show_default=True, help='Batch size')
+    @click.option('--unet-width', type=click.IntRange(min=4), default=64, show_default=True,
+                  help="U-Net channels at full resolution (64: the original's; 16-32 for a quick CPU run)")
     @click.option('--outdir', metavar='DIR', help='Where the numbered run dir is created  [default: --syn-data]')
     @click.option('--resume-from', metavar='DIR', help='Continue the run in DIR from its newest checkpoint')
     @click.option('--test-only', is_flag=True, help='Only re-test the best checkpoint of --resume-from')
@@ -460,8 +466,8 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--workers', type=click.IntRange(min=0), default=3, show_default=True, help='Test-set loader workers')
     @click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit')
     @dnnlib.util.cli_errors
-    def main(syn_data, real_data, data_root, aug, scale, input_size, seed, iters, batch, outdir, resume_from,
-             test_only, keep_all, device, workers, dry_run):
+    def main(syn_data, real_data, data_root, aug, scale, input_size, seed, iters, batch, unet_width, outdir,
+             resume_from, test_only, keep_all, device, workers, dry_run):
         input_size = input_size or scale
         if test_only and not resume_from:
             raise UserError('--test-only re-tests an existing run; pass its directory with --resume-from')
@@ -476,6 +482,7 @@ def make_cli(default_scale, default_input_size, help_text):
             return
         results = run_segmentation(syn_data, real_data, run_dir, input_size=input_size, score_size=scale, aug=aug,
                                    iters=iters, batch=batch, seed=seed, data_root=data_root, device=device,
-                                   keep_all=keep_all, resume=True, test_only=test_only, workers=workers)
+                                   keep_all=keep_all, resume=True, test_only=test_only, workers=workers,
+                                   width=unet_width)
         print(json.dumps(results))
     return main

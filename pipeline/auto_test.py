@@ -74,8 +74,9 @@ def mask_check(syn_dir, real_data, data_root, scale):
 
 
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
-                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto'):
-    """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json."""
+                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64):
+    """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json.
+    unet_width below the original's 64 trains a narrower U-Net (a quick CPU run); its results get their own folder."""
     if not os.path.isdir(run_dir):
         raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
     if min(n, seg_iters, mine_iters, scale) < 1:
@@ -93,7 +94,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             print(f'Snapshot: {snapshot} (kimg {kimg}, {how}{f", {metric} {value}" if value is not None else ""})')
 
         syn = os.path.join(auto_dir, samples.samples_dir_name(snapshot, kimg))
-        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}')
+        width_tag = '' if unet_width == 64 else f'-unet{unet_width}'
+        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}{width_tag}')
         if not os.path.isfile(os.path.join(seg_dir, 'results.json')):
             seg_eval.check_real_data(real_data, data_root)  # Fail now, not after hours of sampling.
 
@@ -107,7 +109,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
                                             iters=seg_iters, seed=seed, data_root=data_root, device=device,
-                                            workers=0)  # The test set is already in memory.
+                                            workers=0, width=unet_width)  # workers=0: the test set is in memory.
 
         mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
         with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
@@ -127,7 +129,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             snapshot=rel(snapshot), kimg=kimg, selection=how, metric=metric, metric_value=value,
             samples=dict(dir=rel(syn), n=n, seed=seed, truncation_psi=1.0, noise_mode='const', polarity=polarity),
             masks=masks,
-            segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters, results=seg),
+            segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters,
+                              unet_width=unet_width, results=seg),
             mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
             timing=timing)
         seg_eval.write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})

@@ -315,6 +315,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
                          help='After training: best-FID snapshot -> samples -> UNet -> test -> MINE'),
             click.option('--auto-test-n', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the auto-test'),
             click.option('--auto-test-iters', type=click.IntRange(min=1), default=6000, show_default=True, help='UNet iterations'),
+            click.option('--auto-test-unet-width', type=click.IntRange(min=4), default=64, show_default=True, help="UNet width (64: the original's)"),
             click.option('--auto-test-mine-iters', type=click.IntRange(min=1), default=100000, show_default=True, help='MINE iterations'),
             click.option('--auto-test-polarity', type=click.Choice(['auto', 'keep', 'flip']), default='auto', show_default=True,
                          help='Synthetic pairs: auto flips inverted masks (mask -> 1 - mask, fg <-> bg); keep; flip'),
@@ -358,7 +359,8 @@ def main(script_resolution, **opts):
                                data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
                                seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
-                               seed=opts['seed'], polarity=opts['auto_test_polarity'])  # Writes report.html too.
+                               seed=opts['seed'], polarity=opts['auto_test_polarity'],
+                               unet_width=opts['auto_test_unet_width'])  # Writes report.html too.
     else:
         print(f'Report: {write_report(args["run_dir"])}')
     return args['run_dir']

@@ -81,6 +81,17 @@ def test_unet_size_names_and_shapes():
             assert net(torch.zeros(1, 3, size, size)).shape == (1, 2, size, size)
 
 
+def test_narrow_unet_keeps_the_names_and_its_checkpoint_loads_at_its_width(tmp_path):
+    wide, narrow = UNet().state_dict(), UNet(width=16).state_dict()
+    assert list(wide) == list(narrow)
+    assert narrow['inc.0.weight'].shape == (16, 3, 3, 3) and narrow['outc.weight'].shape == (2, 16, 1, 1)
+    torch.manual_seed(0)
+    net = UNet(width=16)
+    seg_eval.save_checkpoint(tmp_path / 'network-snapshot-000001.pth', net, torch.optim.Adam(net.parameters()), 1)
+    loaded = seg_eval.load_segmenter(str(tmp_path / 'network-snapshot-000001.pth'))
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
+
+
 def test_predict_upsamples_logits_for_e128():
     net = UNet().eval()
     with torch.no_grad():
@@ -231,6 +242,17 @@ def test_resume_continues_exactly(data, e64_run, tmp_path):
     b = torch.load(run / 'network-snapshot-000004.pth', weights_only=True)['model']
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (run / 'results.json').read_text() == (e64_run / 'results.json').read_text()
+
+
+def test_unet_width_is_recorded_and_a_resume_must_keep_it(data, tmp_path):
+    run = tmp_path / 'run'
+    results = seg_eval.run_segmentation(data['syn'], data['real'], str(run), 16, 16, iters=2, batch=2, device='cpu',
+                                        workers=0, width=8)
+    assert results['unet_width'] == 8
+    os.remove(run / 'results.json')
+    with pytest.raises(UserError, match='unet_width=8'):
+        seg_eval.run_segmentation(data['syn'], data['real'], str(run), 16, 16, iters=2, batch=2, device='cpu',
+                                  workers=0)
 
 
 @pytest.mark.slow
