@@ -175,3 +175,19 @@ def test_synthesis_conv_count(n_conv):
                                   n_conv_per_res=n_conv)
     assert s.num_ws == (n_conv - 1) + n_conv * 2 + 1
     assert s(torch.randn(2, s.num_ws, 16)).shape == (2, 3, 16, 16)
+
+
+def test_mask_logit_bias_changes_only_the_mask_channel_and_empties_the_initial_foreground(shipped):
+    torch.manual_seed(0)
+    G, _ = build(shipped.networks['config'], shipped.res)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        area0 = G(z, None, return_layers=True, noise_mode='const')['mask'].mean()
+        networks.set_mask_logit_bias(G, -2)
+        area1 = G(z, None, return_layers=True, noise_mode='const')['mask'].mean()
+    changed = [k for k, v in G.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == [f'synthesis_fg.b{G.img_resolution}.torgb.bias']
+    bias = G.state_dict()[changed[0]]
+    assert bias[G.img_channels] == -2 and torch.equal(bias[:G.img_channels], before[changed[0]][:G.img_channels])
+    assert area1 < area0 - 0.15

@@ -486,6 +486,18 @@ def pixel_blit(x, tx, ty):
     return out.permute(0, 3, 1, 2) * valid[:, None].to(x.dtype)
 
 
+def set_mask_logit_bias(G, value):
+    """Set the constant that the foreground network's last toRGB layer adds to the mask logit (0 at construction).
+
+    A negative value starts training with a mostly empty foreground layer (the `tiny` preset uses -2); at 0 the
+    initial masks cover about 70 % of the image. Which layer ends up holding the object is decided in the first
+    kimg, and small networks started from the mostly full mask often settle on the inverted decomposition.
+    """
+    last_block = getattr(G.synthesis_fg, f'b{G.img_resolution}')
+    with torch.no_grad():
+        last_block.torgb.bias[G.img_channels] = float(value)
+
+
 @persistence.persistent_class
 class PerturbGenerator(torch.nn.Module):
     """Two StyleGAN2 generators driven by one z: background RGB, and foreground RGB + a mask logit.

@@ -59,6 +59,7 @@ class TrainingOptions:
     kimg_per_tick: float = 4
     image_snapshot_ticks: int = 50
     network_snapshot_ticks: int = 50
+    mask_bias_init: Optional[float] = None  # Initial mask-logit bias (networks.set_mask_logit_bias); None keeps 0.
     resume_pkl: Optional[str] = None        # Weights to start from (our snapshot or an original pickle).
     resume_state: Optional[str] = None      # A training-state.pt to continue exactly.
     cudnn_benchmark: bool = True
@@ -255,6 +256,8 @@ def build_models(o, device, is_main):
     """G, D, G_ema, the estimators, the augment pipe with its ADA controller and both optimisers; starting weights
     from o.resume_pkl when given (an exact resume loads everything later, from the training state)."""
     G = networks.to_device(networks.PerturbGenerator(**o.G_kwargs).train().requires_grad_(False), device)
+    if o.mask_bias_init is not None:
+        networks.set_mask_logit_bias(G, o.mask_bias_init)
     D = networks.to_device(networks.DiscriminatorOpen(**o.D_kwargs).train().requires_grad_(False), device)
     G_ema = copy.deepcopy(G).eval()
     bag = None
