@@ -1,4 +1,5 @@
 """The benchmarks' baseline computes what ours computes, and the benchmark scripts run (no timing is asserted)."""
+import json
 import os
 import subprocess
 import sys
@@ -54,3 +55,27 @@ def test_generate_benchmark_runs():
                            '--impl', 'both'], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'generate device=' in proc.stdout and 'speed-up ours vs original' in proc.stdout
+
+
+def test_ils_ablation_report_gives_mean_spread_and_range_per_setting(tmp_path):
+    from benchmarks import ils_ablation
+    path = tmp_path / 'results.jsonl'
+    records = [dict(job=f'collage-ils-s{s}', data='collage', setting='ils', seed=s, kimg=1,
+                    segmentation=dict(IoU=iou, DRC_IoU=iou, DRC_DICE=iou), masks=dict(inverted=0.0, shape_iou=0.7),
+                    flipped=False) for s, iou in enumerate([0.5, 0.7, 0.9])]
+    records.append(dict(job='collage-noils-s0', data='collage', setting='noils', seed=0, kimg=1,
+                        segmentation=dict(IoU=0.4), masks={}, flipped=True))
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    rows = ils_ablation.report(str(path)).splitlines()
+    ils = next(r for r in rows if '| ils |' in r)
+    assert '| 0,1,2 |' in ils and '0.700 ± 0.200 [0.500, 0.900]' in ils
+    noils = next(r for r in rows if '| noils |' in r)
+    assert '| 0.400 |' in noils and '| 1.000 |' in noils and '| - |' in noils  # flipped counts as 1; missing is '-'
+
+
+def test_ils_ablation_rejects_bad_options_in_one_line(tmp_path):
+    for args in (['--report'], ['--settings=ils,bogus'], ['--shard=3/2'], ['--seeds=a,b']):
+        result = subprocess.run([sys.executable, '-m', 'benchmarks.ils_ablation', f'--outdir={tmp_path}', *args],
+                                cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode != 0 and 'Traceback' not in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
