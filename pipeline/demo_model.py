@@ -7,6 +7,11 @@ the run's options, stats, log and image grids up to that snapshot (the big fakes
 first 8x8 samples).
 
     python -m pipeline.demo_model RUN_DIR --kimg N     # export snapshot N of a finished run to checkpoints/
+    python -m pipeline.demo_model RUN_DIR --choose-on synthetic:val   # export the snapshot that segments best there
+
+--choose-on scores every snapshot the same way (samples, a narrow U-Net trained on them, tested on DATA's true
+masks) and writes the table to RUN_DIR/demo-choice.json. Choose on a validation split, never on the test images
+that the demo then reports.
 """
 import json
 import os
@@ -18,9 +23,10 @@ import click
 import PIL.Image
 import torch
 
+import datasets
 import dnnlib
 from dnnlib.util import UserError, cli_errors
-from metrics import samples
+from metrics import samples, seg_eval
 from training import checkpoint, training_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +81,27 @@ def export(run_dir, kimg, dest=SHIPPED_DIR):
     return dest
 
 
+def score_snapshots(run_dir, data, min_kimg=1, n=1000, iters=300, width=16, seed=0):
+    """{kimg: U-Net test scores on `data`} for every snapshot from min_kimg on, each stage resumable; also written
+    to RUN_DIR/demo-choice.json."""
+    snapshots = {k: p for k, p in samples.list_snapshots(run_dir).items() if k >= min_kimg}
+    if not snapshots:
+        raise UserError(f'{run_dir} has no network snapshots from {min_kimg} kimg on; train longer or lower --min-kimg')
+    seg_eval.check_real_data(data)
+    resolution = checkpoint.load_snapshot(next(iter(snapshots.values())))['training_set_kwargs']['resolution']
+    scores = {}
+    for kimg, path in sorted(snapshots.items()):
+        syn = os.path.join(run_dir, 'demo-choice', samples.samples_dir_name(path, kimg))
+        samples.generate_samples(path, syn, n, seed=seed)
+        seg_dir = os.path.join(syn, f'{seg_eval.run_desc(data, "color", resolution, resolution)}-unet{width}-{iters}')
+        scores[kimg] = seg_eval.run_segmentation(syn, data, seg_dir, input_size=resolution, score_size=resolution,
+                                                 iters=iters, seed=seed, workers=0, width=width)
+        print(f'kimg {kimg}: IoU {scores[kimg]["IoU"]:.3f} on {data}', flush=True)
+    seg_eval.write_json(os.path.join(run_dir, 'demo-choice.json'),
+                        dict(data=data, n=n, iters=iters, unet_width=width, seed=seed, scores=scores))
+    return scores
+
+
 def shipped_info(src=SHIPPED_DIR):
     """The provenance record of the shipped run (kimg, source run, versions)."""
     path = os.path.join(src, PROVENANCE)
@@ -94,11 +121,23 @@ def install(outdir, src=SHIPPED_DIR):
 
 @click.command()
 @click.argument('run_dir')
-@click.option('--kimg', type=int, required=True, help='Which snapshot of the run to export')
+@click.option('--kimg', type=int, help='Which snapshot of the run to export')
+@click.option('--choose-on', metavar='DATA', help='Export the snapshot whose samples segment DATA best (a val split)')
+@click.option('--min-kimg', type=click.IntRange(min=0), default=1, show_default=True, help='With --choose-on: '
+              'consider snapshots from this kimg on')
 @click.option('--dest', default=SHIPPED_DIR, show_default=True, help='Where to write the shipped run')
 @cli_errors
-def main(run_dir, kimg, dest):
-    """Export snapshot KIMG of the finished tiny run RUN_DIR as the demo's shipped model."""
+def main(run_dir, kimg, choose_on, min_kimg, dest):
+    """Export snapshot KIMG (or the best on --choose-on) of the tiny run RUN_DIR as the demo's shipped model."""
+    if (kimg is None) == (choose_on is None):
+        raise UserError('pass exactly one of --kimg N and --choose-on DATA')
+    if choose_on is not None:
+        if (datasets.parse_builtin(choose_on) or (None, None))[1] == 'test':
+            raise UserError(f'--choose-on {choose_on}: choose on a validation split (e.g. synthetic:val), not on '
+                            f'the test images the demo reports')
+        scores = score_snapshots(run_dir, choose_on, min_kimg)
+        kimg = max(scores, key=lambda k: scores[k]['IoU'])
+        print(f'Chosen on {choose_on}: kimg {kimg} (IoU {scores[kimg]["IoU"]:.3f})')
     path = export(run_dir, kimg, dest)
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
     print(f'Exported {run_dir} kimg {kimg} to {path} ({size / 1e6:.1f} MB)')

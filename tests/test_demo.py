@@ -15,22 +15,22 @@ from training import checkpoint, networks
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _fake_run(run_dir, kimgs=(0, 3)):
+def _fake_run(run_dir, kimgs=(0, 3), resolution=8):
     """A run directory as training leaves it: snapshots, options, stats per tick and the grids of each snapshot."""
     os.makedirs(run_dir)
     torch.manual_seed(0)
-    G = networks.PerturbGenerator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
+    G = networks.PerturbGenerator(z_dim=8, c_dim=0, w_dim=8, img_resolution=resolution, img_channels=3,
                                   mapping_kwargs=dict(num_layers=1),
                                   synthesis_kwargs=dict(channel_base=64, channel_max=8, num_fp16_res=0, conv_clamp=256))
     for kimg in kimgs:
         checkpoint.save_snapshot(os.path.join(run_dir, f'network-snapshot-{kimg:06d}.pt'),
                                  {'G': G, 'D': None, 'G_ema': G, 'augment_pipe': None},
-                                 training_set_kwargs={'data': 'synthetic', 'resolution': 8})
+                                 training_set_kwargs={'data': 'synthetic', 'resolution': resolution})
         for prefix in demo_model.GRID_PREFIXES:  # 16x16 samples of 8 px
             PIL.Image.new('RGB', (128, 128)).save(os.path.join(run_dir, f'{prefix}{kimg:06d}.png'))
     PIL.Image.new('RGB', (128, 128)).save(os.path.join(run_dir, 'reals.png'))
     with open(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-        json.dump({'training_set_kwargs': {'data': 'synthetic', 'resolution': 8}}, f)
+        json.dump({'training_set_kwargs': {'data': 'synthetic', 'resolution': resolution}}, f)
     with open(os.path.join(run_dir, 'stats.jsonl'), 'w') as f:
         for kimg in range(6):
             f.write(json.dumps({'Progress/kimg': {'mean': float(kimg)}}) + '\n')
@@ -114,3 +114,17 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert 'training_curves.png' in html
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith('Demo done. ') and 'shipped' in last and 'IoU' in last and 'MI1' in last
+
+
+def test_choose_on_scores_every_snapshot_on_the_val_split_and_refuses_the_test_split(tmp_path):
+    run = str(tmp_path / 'run')
+    _fake_run(run, kimgs=(0, 3), resolution=16)  # The U-Net halves four times.
+    scores = demo_model.score_snapshots(run, 'synthetic:val', min_kimg=0, n=24, iters=2, width=4)
+    assert sorted(scores) == [0, 3] and all(0 <= s['IoU'] <= 1 and s['unet_width'] == 4 for s in scores.values())
+    choice = json.load(open(os.path.join(run, 'demo-choice.json')))
+    assert choice['data'] == 'synthetic:val' and sorted(choice['scores']) == ['0', '3']
+    for args in (['--choose-on', 'synthetic'], ['--choose-on', 'synthetic:test'], [], ['--kimg', '3', '--choose-on',
+                                                                                       'synthetic:val']):
+        proc = subprocess.run([sys.executable, '-m', 'pipeline.demo_model', run, *args, '--dest', str(tmp_path / 'd')],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr and not os.path.exists(tmp_path / 'd'), args
