@@ -54,17 +54,18 @@ class Iteration:
         opt.step()
 
 
-def _adam(params, reg_interval):
-    """Adam with StyleGAN2's lazy-regularisation rescaling of lr and betas (both loops)."""
+def _adam(params, reg_interval, fused):
+    """Adam with StyleGAN2's lazy-regularisation rescaling of lr and betas (both loops); ours uses the fused one."""
     ratio = reg_interval / (reg_interval + 1)
-    return torch.optim.Adam(params, lr=LR * ratio, betas=[beta ** ratio for beta in BETAS], eps=1e-8)
+    return torch.optim.Adam(params, lr=LR * ratio, betas=[beta ** ratio for beta in BETAS], eps=1e-8, fused=fused)
 
 
 def build_iteration(args, device, impl):
     G, D = side_by_side.build_networks(args, device, impl)
     G, D = G.train().requires_grad_(False), D.train().requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
-    G_opt, D_opt = _adam(G.parameters(), G_REG_INTERVAL), _adam(D.parameters(), D_REG_INTERVAL)
+    fused = True if impl == 'ours' else None
+    G_opt, D_opt = _adam(G.parameters(), G_REG_INTERVAL, fused), _adam(D.parameters(), D_REG_INTERVAL, fused)
     gamma = loss_lib.r1_gamma_heuristic(args.res, args.batch)
     real = torch.randint(0, 256, [args.batch, 3, args.res, args.res], dtype=torch.uint8)
     if device.type == 'cuda':
