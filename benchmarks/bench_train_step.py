@@ -14,58 +14,52 @@ import copy
 import torch
 
 from benchmarks import side_by_side
-from benchmarks.original_path import OriginalIteration, OriginalLoss, update_ema
-from torch_utils import misc
-from training import loss as loss_lib
+from benchmarks.original_path import OriginalIteration, OriginalLoss
+from training import loss as loss_lib, training_loop
 
-LR, BETAS, G_REG_INTERVAL, D_REG_INTERVAL = 0.0025, (0, 0.99), 4, 16
+OPT_KWARGS, G_REG_INTERVAL, D_REG_INTERVAL = dict(lr=0.0025, betas=[0, 0.99], eps=1e-8), 4, 16
 
 
 class Iteration:
-    """One training iteration as training/training_loop.py runs it, in timed parts (see OriginalIteration)."""
+    """One training iteration through training/training_loop.py's own run_phases and update_ema, one phase per
+    timed part (see OriginalIteration)."""
 
     def __init__(self, G, D, G_ema, loss, G_opt, D_opt, real_uint8, ema_beta):
-        self.G, self.D, self.G_ema, self.loss = G, D, G_ema, loss
-        self.opts = {'G': G_opt, 'D': D_opt}
+        self.G, self.G_ema, self.loss, self.ema_beta = G, G_ema, loss, ema_beta
         self.device = next(G.parameters()).device
         self.real_uint8 = real_uint8
-        self.ema_beta = ema_beta
-        self.parts = [('fetch', 1), ('Gmain', 1), ('Dmain', 1), ('Dreg', D_REG_INTERVAL), ('ema', 1)]
+        self.phases = {phase.name: phase for phase in [training_loop.Phase('Gmain', [G], G_opt),
+                                                       training_loop.Phase('Dmain', [D], D_opt),
+                                                       training_loop.Phase('Dreg', [D], D_opt, D_REG_INTERVAL)]}
+        self.parts = [('fetch', 1)] + [(name, phase.interval) for name, phase in self.phases.items()] + [('ema', 1)]
+        self.progress = training_loop.Progress()  # batch_idx 0: every phase is due.
         self.real = None
 
     def run(self, name):
-        if name == 'fetch':
+        if name == 'fetch':  # As BatchFeeder hands a batch over.
             self.real = self.real_uint8.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
         elif name == 'ema':
-            update_ema(self.G_ema, self.G, self.ema_beta)
+            training_loop.update_ema(self.G_ema, self.G, self.ema_beta)
         else:
-            self._phase(name, dict(self.parts)[name])
-
-    def _phase(self, name, interval):
-        module, opt = (self.G, self.opts['G']) if name.startswith('G') else (self.D, self.opts['D'])
-        n = self.real.shape[0]
-        module.requires_grad_(True)
-        opt.zero_grad(set_to_none=True)
-        z = torch.randn([n, self.G.z_dim], device=self.device)
-        eps = torch.rand([n, self.G.eps_dim], device=self.device) * 2 - 1
-        self.loss.accumulate_gradients(name, self.real, z, eps, gain=interval, cur_kimg=0)
-        module.requires_grad_(False)
-        misc.nan_to_num_([p.grad for p in module.parameters() if p.grad is not None])
-        opt.step()
+            training_loop.run_phases([self.phases[name]], self.loss, [self.real], self.progress, self.G, self.device)
 
 
-def _adam(params, reg_interval, fused):
-    """Adam with StyleGAN2's lazy-regularisation rescaling of lr and betas (both loops); ours uses the fused one."""
-    ratio = reg_interval / (reg_interval + 1)
-    return torch.optim.Adam(params, lr=LR * ratio, betas=[beta ** ratio for beta in BETAS], eps=1e-8, fused=fused)
+def _optimisers(G, D, impl):
+    """Both loops' Adam with the lazy-regularisation rescaling; the original's runs its default per-parameter
+    implementation with the same hyperparameters."""
+    opts = [training_loop.lazy_reg_adam(module.parameters(), OPT_KWARGS, interval)
+            for module, interval in ((G, G_REG_INTERVAL), (D, D_REG_INTERVAL))]
+    if impl == 'original':
+        opts = [torch.optim.Adam(opt.param_groups[0]['params'], **{k: opt.defaults[k] for k in ('lr', 'betas', 'eps')})
+                for opt in opts]
+    return opts
 
 
 def build_iteration(args, device, impl):
     G, D = side_by_side.build_networks(args, device, impl)
     G, D = G.train().requires_grad_(False), D.train().requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
-    fused = True if impl == 'ours' else None
-    G_opt, D_opt = _adam(G.parameters(), G_REG_INTERVAL, fused), _adam(D.parameters(), D_REG_INTERVAL, fused)
+    G_opt, D_opt = _optimisers(G, D, impl)
     gamma = loss_lib.r1_gamma_heuristic(args.res, args.batch)
     real = torch.randint(0, 256, [args.batch, 3, args.res, args.res], dtype=torch.uint8)
     if device.type == 'cuda':

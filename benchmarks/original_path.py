@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from torch_utils import training_stats
 from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
-from training import networks
+from training import networks, training_loop
 
 
 def _profiled(fn):
@@ -304,7 +304,7 @@ class OriginalIteration:
         if name == 'fetch':
             self.batch = self._fetch()
         elif name == 'ema':
-            update_ema(self.G_ema, self.G, self.ema_beta)
+            training_loop.update_ema(self.G_ema, self.G, self.ema_beta)  # The same statements as the original's.
         else:
             self._phase(name)
 
@@ -333,11 +333,3 @@ class OriginalIteration:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
         opt.step()
 
-
-@torch.no_grad()
-def update_ema(G_ema, G, beta):
-    """G_ema's weights move towards G's; its buffers are copied (both training loops do this every iteration)."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.copy_(p.lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
