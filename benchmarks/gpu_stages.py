@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils import cpp_extension
 
+from metrics.report import read_jsonl
 from pipeline import train_cli
 from torch_utils import custom_ops
 from torch_utils.ops import bias_act, cuda_plugins, upfirdn2d
@@ -275,18 +276,6 @@ def throughput(opts):
     return result(status, summary, details, rows)
 
 
-def read_stats(path):
-    """The complete lines of a run's stats.jsonl (a run killed mid-write may leave half a line)."""
-    lines = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                break
-    return lines
-
-
 def summarise_run(lines):
     """kimg/s (training only, and overall with the snapshots), snapshot seconds and the final mask area."""
     def mean(line, key):
@@ -323,7 +312,7 @@ def training_run(opts):
             proc.wait()
         ended = f'stopped after {length:.0f} s'
     paths = glob.glob(os.path.join(outdir, '*', 'stats.jsonl'))
-    lines = read_stats(paths[0]) if paths else []
+    lines = read_jsonl(paths[0]) if paths else []  # Without a half-written last line of a stopped run.
     if len(lines) < 2:
         return result('fail', f'{ended}; {len(lines)} ticks in stats.jsonl (need 2)', dict(command=' '.join(cmd)))
     s = summarise_run(lines)

@@ -171,15 +171,10 @@ class OriginalLoss:
                  min_msize=0.25, style_mixing_prob=0.0):
         if distribution not in ('predetermined_laplace', 'predetermined_gaussian'):
             raise ValueError(f'OriginalLoss does not emulate the {distribution!r} bound')
-        self.G, self.D, self.augment_pipe = G, D, augment_pipe
-        self.r1_gamma = r1_gamma
-        self.distribution = distribution
+        self.G, self.D, self.augment_pipe, self.r1_gamma = G, D, augment_pipe, r1_gamma
+        self.distribution, self.style_mixing_prob = distribution, style_mixing_prob
         self.sigma_schedule = (ils_sigma, ils_sigma_init, ils_warmup_kimg)
-        self.neg_weight = neg_weight
-        self.bin_weight = bin_weight
-        self.msize_weight = msize_weight
-        self.min_msize = min_msize
-        self.style_mixing_prob = style_mixing_prob
+        self.neg_weight, self.bin_weight, self.msize_weight, self.min_msize = neg_weight, bin_weight, msize_weight, min_msize
 
     def _crossover(self, num_ws, device):
         """The style-mixing cutoff as a 0-d tensor: a random layer with probability style_mixing_prob, else num_ws."""
