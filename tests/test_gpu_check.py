@@ -72,7 +72,7 @@ def _args(tmp_path):
 def test_a_crashing_stage_is_a_failure_with_its_error(tmp_path):
     stage = next(s for s in gpu_check.STAGES if s.name == 'fp16')
     with open(tmp_path / 'log', 'w') as log:
-        r = gpu_check.run_stage(stage, _args(tmp_path), 120, str(tmp_path), log)
+        r = gpu_check.run_stage(stage, _args(tmp_path), 900, str(tmp_path), log)
     assert r['status'] == 'fail' and r['summary'].startswith('exited with code 1')
     assert 'Traceback' in r['output_tail'] and 'fp16' in (tmp_path / 'log').read_text()
 
