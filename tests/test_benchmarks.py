@@ -4,11 +4,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from benchmarks.original_path import original_formulation
+from benchmarks.original_path import OriginalLoss, original_formulation
 from training import networks
+from training.loss import ILSLoss
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = ['--res', '16', '--channel-base', '256', '--channel-max', '32', '--map', '2', '--batch', '4', '--iters', '1',
+       '--warmup', '0', '--impl', 'both', '--threads', '1']
 
 
 def _nets():
@@ -41,20 +46,68 @@ def test_original_formulation_gives_the_same_values_and_gradients():
     assert networks.modulated_conv2d.__module__ == 'training.networks'  # Restored on exit.
 
 
+@pytest.fixture
+def fixed_randomness(monkeypatch):
+    """The same noise inputs and negative-sample permutation on both sides, whatever the order of the draws
+    (the original's style-mixing pass draws a latent that ours does not)."""
+    randn = torch.randn
+
+    def shape_seeded(*size, device=None, dtype=None, **_):
+        size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+        gen = torch.Generator().manual_seed(hash(size) % 2 ** 31)
+        return randn(size, generator=gen, dtype=dtype).to(device or 'cpu')
+    monkeypatch.setattr(torch, 'randn', shape_seeded)
+    monkeypatch.setattr(torch, 'randn_like', lambda x, **_: shape_seeded(x.shape, dtype=x.dtype, device=x.device))
+    monkeypatch.setattr(torch, 'randperm', lambda n, **_: torch.roll(torch.arange(n), 1))
+
+
+@pytest.mark.parametrize('phase, kimg, gain', [('Gmain', 0, 1), ('Gmain', 500, 1), ('Dmain', 0, 1), ('Dreg', 0, 16)])
+def test_original_loss_gives_the_same_gradients(fixed_randomness, phase, kimg, gain):
+    G, D = _nets()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # Off the initial weights, so that the masks and the ILS term are not trivial.
+        for p in list(G.parameters()) + list(D.parameters()):
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    z, eps = torch.randn(8, 512, generator=g), torch.rand(8, G.eps_dim, generator=g) * 2 - 1
+    real = (torch.randn(8, 3, 16, 16, generator=g) * 0.6).clamp(-1, 1)
+    module = G if phase == 'Gmain' else D
+    G_state = {k: v.clone() for k, v in G.state_dict().items()}  # The mapping networks' w_avg moves in every phase.
+
+    def gradients(loss, context):
+        module.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        with context:
+            loss.accumulate_gradients(phase, real, z, eps, gain, cur_kimg=kimg)
+        module.requires_grad_(False)
+        return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+    ours = gradients(ILSLoss('cpu', G, D, r1_gamma=0.05), torch.enable_grad())
+    w_avg = G.mapping_bg.w_avg.clone()
+    G.load_state_dict(G_state)
+    original = gradients(OriginalLoss(G, D, r1_gamma=0.05), original_formulation())
+    assert ours.keys() == original.keys() and ours
+    for name, grad in ours.items():
+        scale = grad.abs().max().clamp(min=1e-8)
+        assert ((grad - original[name]).abs().max() / scale) < 2e-3, name
+    assert torch.allclose(G.mapping_bg.w_avg, w_avg)  # The mixing pass leaves w_avg alone, as ours does.
+
+
+def _run(module, *args):
+    proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_train_step_benchmark_runs():
-    proc = subprocess.run([sys.executable, '-m', 'benchmarks.bench_train_step', '--res', '16', '--channel-base', '256',
-                           '--channel-max', '32', '--map', '2', '--batch', '4', '--iters', '1', '--warmup', '0',
-                           '--impl', 'both'], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'ops=original' in proc.stdout and 'ops=ours' in proc.stdout and 'speed-up ours vs original' in proc.stdout
+    out = _run('benchmarks.bench_train_step', *TOY)
+    assert 'ops=original' in out and 'ops=ours' in out and 'speed-up ours vs original' in out
+    assert 'Greg' in out.split('ops=original')[1].split('\n')[0] and 'Dreg' in out
 
 
-def test_generate_benchmark_runs():
-    proc = subprocess.run([sys.executable, '-m', 'benchmarks.bench_generate', '--res', '16', '--channel-base', '256',
-                           '--channel-max', '32', '--map', '2', '--batch', '4', '--iters', '1', '--warmup', '0',
-                           '--impl', 'both'], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'generate device=' in proc.stdout and 'speed-up ours vs original' in proc.stdout
+def test_generate_benchmark_reports_json():
+    result = json.loads(_run('benchmarks.bench_generate', *TOY, '--json').strip().splitlines()[-1])
+    assert result['bench'] == 'generate' and set(result['results']) == {'original', 'ours'}
+    assert result['speedup'] > 0 and result['results']['ours']['img_s'] > 0
 
 
 def test_ils_ablation_report_gives_mean_spread_and_range_per_setting(tmp_path):

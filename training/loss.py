@@ -3,10 +3,13 @@
 Phases (lazy regularisation, as StyleGAN2-ADA): Gmain every iteration; Greg is a no-op (path-length regularisation
 is off in ILSGAN) so the loop skips it; Dmain every iteration; Dreg (R1) every D_reg_interval iterations.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
 from training.networks import MinibatchStdLayer
 
 
@@ -164,11 +167,14 @@ class ILSLoss:
 
         do_r1 = phase == 'Dreg' and self.r1_gamma != 0
         real = real_img.detach().requires_grad_(do_r1)
+        # R1 differentiates the gradient of this D pass once more: its convolutions are set up for that.
+        twice = conv2d_gradfix.double_backward() if do_r1 else contextlib.nullcontext()
         loss = 0
         if phase == 'Dmain':
             with torch.no_grad():
                 layers, shifted = self.run_G(gen_z, gen_eps)
-            fake_logits, logits = self.run_D_fake_real(shifted['img'], real)
+            with twice:
+                fake_logits, logits = self.run_D_fake_real(shifted['img'], real)
             training_stats.report('Loss/scores/fake', fake_logits)
             training_stats.report('Loss/signs/fake', fake_logits.sign())
             training_stats.report('Loss/scores/real', logits)
@@ -182,9 +188,11 @@ class ILSLoss:
                 training_stats.report('Loss/Autoreg/NLL', nll)
                 loss = loss + nll * (self.nll_weight / gain)
         else:
-            logits = self.run_D(real)
+            with twice:
+                logits = self.run_D(real)
         if do_r1:
-            grads, = torch.autograd.grad(logits.sum(), real, create_graph=True, only_inputs=True)
+            with conv2d_gradfix.no_weight_gradients():
+                grads, = torch.autograd.grad(logits.sum(), real, create_graph=True, only_inputs=True)
             penalty = grads.square().sum(dim=[1, 2, 3]).unsqueeze(1)
             training_stats.report('Loss/r1_penalty', penalty)
             training_stats.report('Loss/D/reg', penalty * (self.r1_gamma / 2))

@@ -12,7 +12,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from . import cuda_plugins
+from . import conv2d_gradfix, cuda_plugins
 
 _fallback_impl = 'fast'  # What 'auto' uses when the CUDA kernel is not in play.
 
@@ -114,7 +114,7 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
     x = x[:, :, max(-pady0, 0): x.shape[2] - max(-pady1, 0), max(-padx0, 0): x.shape[3] - max(-padx1, 0)]
     for k in kernels:
-        x = F.conv2d(x, k.expand(channels, 1, *k.shape[2:]), groups=channels)
+        x = conv2d_gradfix.conv2d(x, k.expand(channels, 1, *k.shape[2:]), groups=channels)
     return x[:, :, ::downy, ::downx]
 
 
@@ -151,7 +151,7 @@ def _resample_axis(x, k, up, down, pad0, pad1, dim):
     pads = [pad0, pad1, 0, 0] if dim == 3 else [0, 0, pad0, pad1]
     x = F.pad(x, pads)
     stride = [down, 1] if dim == 2 else [1, down]
-    return F.conv2d(x, k.reshape(shape).expand(channels, *shape[1:]), stride=stride, groups=channels)
+    return conv2d_gradfix.conv2d(x, k.reshape(shape).expand(channels, *shape[1:]), stride=stride, groups=channels)
 
 
 def _filter_strided(x, f, downx, downy, padding, flip_filter, gain):
@@ -168,8 +168,8 @@ def _filter_strided(x, f, downx, downy, padding, flip_filter, gain):
     if any(extra):
         x = F.pad(x, extra)  # The asymmetric rest; negative values crop.
     channels = x.shape[1]
-    return F.conv2d(x, k.to(x.dtype)[None, None].expand(channels, 1, *k.shape), stride=[downy, downx],
-                    padding=[py, px], groups=channels)
+    return conv2d_gradfix.conv2d(x, k.to(x.dtype)[None, None].expand(channels, 1, *k.shape), stride=[downy, downx],
+                                 padding=[py, px], groups=channels)
 
 
 def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
