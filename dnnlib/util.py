@@ -1,6 +1,7 @@
-"""Generic helpers: attribute dicts, user-facing errors, log tee, atomic writes, time formatting."""
+"""Generic helpers: attribute dicts, user-facing errors, log tee, atomic writes, JSON files, time formatting."""
 import contextlib
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -84,6 +85,88 @@ def atomic_write(path, mode='wb'):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path):
+    """The parsed file, or None when it does not exist. A file that does not parse is a UserError naming it."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except ValueError as e:
+        raise UserError(f'{path} is damaged ({e}); restore it, or delete it to have it recomputed') from None
+
+
+def write_json(path, obj):
+    with atomic_write(path, 'w') as f:
+        json.dump(obj, f, indent=2)
+
+
+def read_jsonl(path):
+    """The records (JSON objects, one per line) of a log file; [] when it does not exist.
+
+    One policy for every log: a last line without its newline that does not parse was cut short by a kill, and is
+    dropped (the writer redoes it on resume). Any other line that is not a JSON object is a UserError naming the file
+    and the line. Blank lines hold nothing and are skipped.
+    """
+    if not os.path.isfile(path):
+        return []
+    with open(path, 'rb') as f:
+        lines = f.read().split(b'\n')
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            if number == len(lines):
+                break
+            raise UserError(f'{path}:{number} is not a JSON record ({e}); the file is damaged: repair or delete that '
+                            f'line') from None
+        if not isinstance(record, dict):
+            raise UserError(f'{path}:{number} is not a JSON object; the file is damaged: repair or delete that line')
+        records.append(record)
+    return records
+
+
+def _last_line_start(f, end, block=1 << 16):
+    """Offset just after the last newline before `end` of the open binary file `f` (0 when there is none)."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - block)
+        f.seek(start)
+        cut = f.read(pos - start).rfind(b'\n')
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0
+
+
+def append_jsonl(path, records):
+    """Append records to a log, one line each, flushed. A last line cut short by a kill (see read_jsonl) is removed
+    first, so that it can never glue onto the new line; a whole last record that only lacks its newline gets one."""
+    with open(path, 'a+b') as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b'\n':
+                start = _last_line_start(f, end)
+                f.seek(start)
+                try:
+                    json.loads(f.read())
+                    f.write(b'\n')
+                except ValueError:
+                    f.truncate(start)
+        f.write(b''.join(json.dumps(r).encode() + b'\n' for r in records))
+        f.flush()
+
+
+def write_jsonl(path, records):
+    """Replace a log by `records`, atomically."""
+    with atomic_write(path) as f:
+        f.write(b''.join(json.dumps(r).encode() + b'\n' for r in records))
 
 
 def format_time(seconds):

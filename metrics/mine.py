@@ -22,7 +22,7 @@ import torch
 import tqdm
 
 import dnnlib
-from dnnlib.util import UserError
+from dnnlib.util import UserError, append_jsonl, read_json, write_json
 
 try:
     import pyspng
@@ -344,8 +344,7 @@ def _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, **evaluate_
 
 def _append_jsonl(run_dir, name, record):
     if run_dir is not None:
-        with open(os.path.join(run_dir, name), 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        append_jsonl(os.path.join(run_dir, name), [record])
 
 
 def _save_checkpoint(run_dir, it, nets, opt, sched):
@@ -355,10 +354,6 @@ def _save_checkpoint(run_dir, it, nets, opt, sched):
     with dnnlib.util.atomic_write(os.path.join(run_dir, f'network-snapshot-{it:08d}.pth')) as f:
         torch.save(state, f)
 
-
-def _write_json(path, obj):
-    with dnnlib.util.atomic_write(path, 'w') as f:
-        json.dump(obj, f, indent=2)
 
 # ----------------------------------------------------------------------------
 # One mode in its run dir, and the full evaluation.
@@ -374,7 +369,7 @@ def run_mode(layers, mode, run_dir, *, syn_dir, device, **train_kwargs):
         options = dict(synthetic_path=os.path.abspath(syn_dir), mode=mode, num_samples=len(layers['fg']),
                        resolution=layers['fg'].shape[-1], device=str(device), torch_version=torch.__version__,
                        **train_kwargs)
-        _write_json(os.path.join(run_dir, 'training_options.json'), options)
+        write_json(os.path.join(run_dir, 'training_options.json'), options)
         print(f'MINE {mode}: {json.dumps(options)}')
         # Draw the progress bar on the terminal, not into log.txt.
         out = train_mine(LayerPairs(layers, mode, device), run_dir=run_dir, device=device,
@@ -383,7 +378,7 @@ def run_mode(layers, mode, run_dir, *, syn_dir, device, **train_kwargs):
         result = {f'ave_MI_train{s}': v for s, v in zip(suffixes, out['mi'])}
         result.update(final_lr=out['final_lr'], nonfinite_train=out['nonfinite_train'],
                       nonfinite_eval=out['nonfinite_eval'])
-        _write_json(os.path.join(run_dir, RESULTS_NAME), result)
+        write_json(os.path.join(run_dir, RESULTS_NAME), result)
         mis = ' '.join(f'{v:.4f}' for v in out['mi'])
         print(f'[ {mode.capitalize()} ]: {mis} ==> Final lr: {out["final_lr"]:g}')
     return result
@@ -422,8 +417,7 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
     for mode in modes:
         done = os.path.join(outdir, mode, RESULTS_NAME)
         if os.path.isfile(done):
-            with open(done, encoding='utf-8') as f:
-                results[mode] = json.load(f)
+            results[mode] = read_json(done)
             print(f'[ {mode.capitalize()} ]: reusing {done}')
             continue
         if layers is None:
@@ -431,7 +425,7 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
         results[mode] = run_mode(layers, mode, os.path.join(outdir, mode), syn_dir=synthetic_path, device=device,
                                  iters=iters, bound=bound, shuffle=shuffle, seed=seed,
                                  save_checkpoints=save_checkpoints)
-    _write_json(os.path.join(outdir, RESULTS_NAME), results)
+    write_json(os.path.join(outdir, RESULTS_NAME), results)
     return results
 
 # ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import dnnlib
 from datasets import drc
 from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
-from dnnlib.util import UserError
+from dnnlib.util import UserError, append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
@@ -179,32 +179,6 @@ def snapshot_name(it):
     return f'network-snapshot-{it:06d}.pth'
 
 
-def read_jsonl(path):
-    """The records of a jsonl file; a last line cut short by a kill is dropped (the run rewrites it on resume)."""
-    if not os.path.isfile(path):
-        return []
-    records = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                break
-    return records
-
-
-def write_jsonl(path, records, mode='a'):
-    with open(path, mode, encoding='utf-8') as f:
-        f.writelines(json.dumps(r) + '\n' for r in records)
-
-
-def write_json(path, obj):
-    with dnnlib.util.atomic_write(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-
-
 def save_checkpoint(path, net, opt, cur_iter):
     with dnnlib.util.atomic_write(path) as f:
         torch.save(dict(model=net.state_dict(), opt=opt.state_dict(), cur_iter=cur_iter), f)
@@ -263,11 +237,9 @@ def check_real_data(real_data, data_root=None):
 
 def _check_same_protocol(run_dir, protocol):
     """A resumed or re-tested run must keep the settings it was trained with."""
-    path = os.path.join(run_dir, 'training_options.json')
-    if not os.path.isfile(path):
+    saved = read_json(os.path.join(run_dir, 'training_options.json'))
+    if saved is None:
         return
-    with open(path, encoding='utf-8') as f:
-        saved = json.load(f)
     diff = [k for k, v in protocol.items() if saved.get(k) != v]
     if diff:
         raise UserError(f'{run_dir} was trained with {", ".join(f"{k}={saved.get(k)}" for k in diff)}, not '
@@ -286,7 +258,7 @@ def _resume_point(run_dir, net, opt):
     for name in ('metric-val.jsonl', 'stats.jsonl'):  # A crash can land between a log line and its checkpoint.
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
-            write_jsonl(path, [r for r in read_jsonl(path) if r['iter'] <= start], mode='w')
+            write_jsonl(path, [r for r in read_jsonl(path) if r['iter'] <= start])
     return start
 
 
@@ -333,7 +305,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
         if cur % tick == 0 or cur == o.iters:
             sec = (time.time() - tick_start) / tick_count
             stats = dict(iter=cur, loss=float(tick_loss) / tick_count, sec_per_iter=sec, timestamp=time.time())
-            write_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
+            append_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
             bar.set_postfix(loss=f'{stats["loss"]:.4f}')
             tick_loss.zero_()
             tick_start, tick_count = time.time(), 0
@@ -343,7 +315,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
             results, (vx, vp, vy) = evaluate(net, batches(*val_data, EVAL_BATCH), o.score_size, device)
             record = metric_record('val', results, time.time() - t0, snapshot_name(cur), iter=cur)
             tqdm.write(json.dumps(record))  # Through stdout, hence into log.txt.
-            write_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
+            append_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
             save_grid(os.path.join(run_dir, f'seg-train_{cur:06d}.png'), [vx, vp, vy])
             save_checkpoint(os.path.join(run_dir, snapshot_name(cur)), net, opt, cur)
             if not o.keep_all:
@@ -361,8 +333,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     """
     results_path = os.path.join(run_dir, 'results.json')
     if resume and not test_only and os.path.isfile(results_path):
-        with open(results_path, encoding='utf-8') as f:
-            return json.load(f)
+        return read_json(results_path)
     if aug not in PRESETS:
         raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
     if min(iters, batch, input_size, score_size) < 1:
@@ -414,7 +385,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
         record = metric_record('test', results, time.time() - t0, best['snapshot_pth'])
         print(json.dumps(record))
-        write_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
+        append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
         save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
         results = dict(results, best_iter=best['iter'])
         write_json(results_path, results)

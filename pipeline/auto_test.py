@@ -17,7 +17,7 @@ import time
 
 import datasets
 import dnnlib
-from dnnlib.util import UserError
+from dnnlib.util import UserError, read_json, write_json
 from metrics import mine, samples, seg_eval
 from metrics.report import write_report
 from training import mask_stats
@@ -85,7 +85,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
     summary_path = os.path.join(auto_dir, 'summary.json')
-    previous = (samples.read_json(summary_path) or {}).get('timing', {})
+    previous = (read_json(summary_path) or {}).get('timing', {})
     timing = {}
     try:
         with stage('snapshot', f'choose by {metric or "(no metric)"}', log_path, timing):
@@ -111,7 +111,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
 
         mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
         with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
-            mi = samples.read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
+            mi = read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
             st['reused'] = mi is not None
             if mi is None:
                 mi = mine.eval_mi(syn, outdir=mi_dir, iters=mine_iters, resolution=scale, device=device, seed=seed)
@@ -130,8 +130,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters, results=seg),
             mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
             timing=timing)
-        seg_eval.write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
-        seg_eval.write_json(summary_path, summary)
+        write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
+        write_json(summary_path, summary)
         with dnnlib.util.Logger(log_path):
             print(f'=== auto-test | done: {json.dumps(dict(kimg=kimg, segmentation=seg, mi=mi))}')
     finally:

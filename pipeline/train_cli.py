@@ -233,8 +233,10 @@ def prepare_run(opts, resolution, cfg_names):
     """Validate everything, then create (or reopen, for an exact resume) the run directory; returns a PreparedRun."""
     kind, resume_dir, resume_path = _resume_kind(opts['resume'])
     if kind == 'exact':
-        with open(os.path.join(resume_dir, 'training_options.json'), encoding='utf-8') as f:
-            args = json.load(f)
+        args = dnnlib.util.read_json(os.path.join(resume_dir, 'training_options.json'))
+        if args is None:
+            raise UserError(f'--resume={resume_dir}: no training_options.json in that directory; resume a run directory '
+                            f'made by this training script')
         if opts['kimg'] is not None:
             args['total_kimg'] = opts['kimg']
         args['resume_state'] = resume_path

@@ -11,7 +11,6 @@ network snapshot, metrics, training state) once per tick.
 import contextlib
 import copy
 import dataclasses
-import json
 import os
 import queue
 import sys
@@ -24,7 +23,7 @@ import torch
 import tqdm
 
 import dnnlib
-from dnnlib.util import atomic_write, format_time
+from dnnlib.util import append_jsonl, atomic_write, format_time, read_jsonl, write_jsonl
 from torch_utils import misc, training_stats
 from training import augment, checkpoint, loss as loss_lib, mask_stats, networks, visualize
 from training.estimators import ModelBag
@@ -140,7 +139,7 @@ class TickLog:
         stats_path = os.path.join(run_dir, 'stats.jsonl')
         if o.resume_state is not None:
             drop_stats_after(stats_path, progress.cur_nimg)
-        self.stats_jsonl = open(stats_path, 'at', encoding='utf-8')
+        self.stats_path = stats_path
         self.tfevents = _tensorboard_writer(run_dir)
         self.start_time = start_time
         self.mask_warnings = {}
@@ -166,8 +165,7 @@ class TickLog:
         self.mask_warnings = warnings
         self.bar.update(p.cur_nimg / 1000 - self.bar.n)
         self.bar.set_postfix_str(f'G {mean("Loss/G/loss"):.2f} p {mean("Progress/augment"):.3f}')
-        self.stats_jsonl.write(json.dumps(dict(stats, timestamp=time.time())) + '\n')
-        self.stats_jsonl.flush()
+        append_jsonl(self.stats_path, [dict(stats, timestamp=time.time())])
         if self.tfevents is not None:
             for name, value in stats.items():
                 self.tfevents.add_scalar(name, value['mean'], global_step=int(p.cur_nimg / 1e3),
@@ -176,7 +174,6 @@ class TickLog:
 
     def close(self):
         self.bar.close()
-        self.stats_jsonl.close()
         if self.tfevents is not None:
             self.tfevents.close()
 
@@ -456,16 +453,11 @@ def drop_stats_after(path, cur_nimg):
     so that stats.jsonl holds each tick once."""
     if not os.path.isfile(path):
         return
-    kept = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            try:
-                if json.loads(line)['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9:
-                    kept.append(line)
-            except (ValueError, KeyError):
-                break
-    with atomic_write(path, 'w') as f:
-        f.writelines(kept)
+    records = read_jsonl(path)
+    if any('Progress/kimg' not in r for r in records):
+        raise dnnlib.UserError(f'{path} holds a record without Progress/kimg, which training never writes; repair or '
+                               f'delete that line')
+    write_jsonl(path, [r for r in records if r['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9])
 
 
 def _tensorboard_writer(run_dir):

@@ -1,0 +1,81 @@
+"""Reliability: no silent wrong answer, no hang, and the faults we can think of survived with nothing lost.
+
+Each test drives the real entry point (a CLI in a subprocess, or the function the CLI calls) at 16 px with tiny
+networks and one-iteration runs, so the whole file runs in CI in minutes on a 2-core CPU. The long campaign (SIGKILL
+at ten points, each resumed with the documented command) is benchmarks/fault_campaign.py.
+"""
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+import calc_metrics
+from dnnlib.util import UserError, append_jsonl, read_jsonl
+from metrics import report, seg_eval
+from tests.test_pipeline import make_run
+from training import training_loop
+
+TICK = {'Progress/kimg': {'num': 1, 'mean': 1.0, 'std': 0.0}, 'Loss/G/loss': {'num': 1, 'mean': 0.5, 'std': 0.0}}
+
+
+def tick_line(kimg):
+    return json.dumps(dict(TICK, **{'Progress/kimg': {'num': 1, 'mean': float(kimg), 'std': 0.0}})) + '\n'
+
+# ---------------------------------------------------------------------------------------------------------------------
+# JSON-lines files: one policy. Only a last line cut short by a kill is dropped; a bad line elsewhere is an error
+# that names the file and the line.
+
+
+def test_append_after_a_cut_line_repairs_the_log(tmp_path):
+    path = tmp_path / 'log.jsonl'
+    path.write_text('{"a": 1}\n{"a": 2')  # Killed in the middle of the second record.
+    append_jsonl(str(path), [{'a': 3}])
+    assert path.read_text() == '{"a": 1}\n{"a": 3}\n'
+    path.write_text('{"a": 1}')  # A whole record that only lacks its newline is kept.
+    append_jsonl(str(path), [{'a': 2}])
+    assert read_jsonl(str(path)) == [{'a': 1}, {'a': 2}]
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(UserError, match=r'log.jsonl:2 is not a JSON object'):
+        read_jsonl(str(path))
+
+
+def test_resume_refuses_stats_with_a_bad_middle_line_and_keeps_the_file(tmp_path):
+    path = tmp_path / 'stats.jsonl'
+    text = tick_line(0) + '{"Progress/kimg": garbage\n' + tick_line(1) + tick_line(2)
+    path.write_text(text)
+    with pytest.raises(UserError, match=r'stats.jsonl:2'):
+        training_loop.drop_stats_after(str(path), 1000)
+    assert path.read_text() == text  # Nothing after the bad line was thrown away.
+
+
+def test_resume_drops_replayed_ticks_and_a_cut_last_line(tmp_path):
+    path = tmp_path / 'stats.jsonl'
+    path.write_text(tick_line(0) + tick_line(1) + tick_line(2) + '{"Progress/kimg": {"num"')
+    training_loop.drop_stats_after(str(path), 1000)
+    assert path.read_text() == tick_line(0) + tick_line(1)
+
+
+def test_segmentation_val_log_with_a_bad_middle_line_is_an_error(tmp_path):
+    path = tmp_path / 'metric-val.jsonl'
+    path.write_text('{"iter": 20}\n{"iter": 1020\n{"iter": 2020}\n')  # Reading only line 1 picked the best of one.
+    with pytest.raises(UserError, match=r'metric-val.jsonl:2'):
+        seg_eval.read_jsonl(str(path))
+
+
+def test_report_names_a_bad_stats_line_instead_of_skipping_it(tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'stats.jsonl').write_text(tick_line(1) + 'not json\n' + tick_line(2))
+    text = open(report.write_report(str(run)), encoding='utf-8').read()
+    assert 'stats.jsonl:2' in text and 'training_curves.png' not in text
+
+
+def test_calc_metrics_reads_a_metric_file_whose_last_line_was_cut(tmp_path):
+    run = make_run(tmp_path / 'run', kimgs=(0,))
+    with open(os.path.join(run, 'metric-fid10k_full.jsonl'), 'a', encoding='utf-8') as f:
+        f.write('{"results": {"fid10k_full": 1')  # A kill during the append of the next record.
+    result = CliRunner().invoke(calc_metrics.main, ['--network', run, '--data', 'synthetic', '--metrics',
+                                                    'fid10k_full', '--device', 'cpu'])
+    assert result.exit_code == 0, result.output
+    assert 'already scored, skipped' in result.output
