@@ -246,11 +246,19 @@ def prepare_run(opts, resolution, cfg_names):
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
+    if opts['resume_partial'] and kind != 'weights':
+        raise UserError('--resume-partial only applies to --resume=<snapshot file>')
     if kind == 'weights':
         # Fail now, not after the run directory exists: the file must load and its weights fit this configuration.
-        fresh = {'G': networks.PerturbGenerator(**kwargs['G_kwargs']), 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs'])}
-        checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path)
-        kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
+        G = networks.PerturbGenerator(**kwargs['G_kwargs'])
+        fresh = {'G': G, 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs']), 'G_ema': G}
+        _, unfit, unused = checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path,
+                                                        partial=opts['resume_partial'])
+        if opts['resume_partial']:
+            print(f'Resuming partially from {resume_path}: {len(unfit)} tensors stay as initialised'
+                  f'{": " + ", ".join(unfit) if unfit else ""}; {len(unused)} of its tensors are not used'
+                  f'{": " + ", ".join(unused) if unused else ""}')
+        kwargs.update(resume_pkl=resume_path, resume_partial=opts['resume_partial'], ema_rampup=None, ada_kimg=100)
         desc += '-resumecustom'
     tsk = dict(data=opts['data'], resolution=res, data_root=opts['data_root'], max_size=opts['subset'],
                mirror=opts['mirror'], seed=opts['seed'])
@@ -305,6 +313,8 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--target', type=click.FloatRange(0, 1), default=0.6, show_default=True, help='ADA target'),
             click.option('--augpipe', default='bgc', show_default=True, help=f'Augmentations: {", ".join(AUGPIPES)}'),
             click.option('--resume', default='noresume', help='Run dir / training-state.pt (exact) or snapshot (weights)'),
+            click.option('--resume-partial', is_flag=True,
+                         help='With --resume=<snapshot>: start what the snapshot lacks from random (listed)'),
             click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze-D layers'),
             click.option('--fp32', is_flag=True, help='Disable mixed precision'),
             click.option('--nhwc', is_flag=True, help='channels_last for fp16 layers'),

@@ -14,7 +14,7 @@ import calc_metrics
 from dnnlib.util import UserError, append_jsonl, read_jsonl
 from metrics import report, seg_eval
 from tests.test_pipeline import make_run
-from training import training_loop
+from training import checkpoint, networks, presets, train_cli, training_loop
 
 TICK = {'Progress/kimg': {'num': 1, 'mean': 1.0, 'std': 0.0}, 'Loss/G/loss': {'num': 1, 'mean': 0.5, 'std': 0.0}}
 
@@ -79,3 +79,51 @@ def test_calc_metrics_reads_a_metric_file_whose_last_line_was_cut(tmp_path):
                                                     'fid10k_full', '--device', 'cpu'])
     assert result.exit_code == 0, result.output
     assert 'already scored, skipped' in result.output
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --resume=<weights>: every tensor of the new networks comes from the snapshot, or the run does not start.
+
+TRAIN = ['--cfg=tiny', '--data=synthetic', '--resolution=16', '--batch=8', '--metrics=none', '--no-auto-test']
+
+
+def train_command(*args):
+    return CliRunner().invoke(train_cli.make_command(64, default_auto_test=False), [str(a) for a in args])
+
+
+def tiny_snapshot(path, **opts):
+    """A snapshot of the tiny preset at 16 px (untrained: only its tensor names and shapes matter here)."""
+    _, kwargs, _ = train_cli.build_options(dict(OPTS, **opts), 64, presets.SCRIPT_PRESETS[64][0])
+    G = networks.PerturbGenerator(**kwargs['G_kwargs'])
+    D = networks.DiscriminatorOpen(**kwargs['D_kwargs'])
+    checkpoint.save_snapshot(path, {'G': G, 'D': D, 'G_ema': G, 'augment_pipe': None})
+    return str(path)
+
+
+OPTS = dict(cfg='tiny', resolution=16, gpus=1, batch=8, batch_gpu=None, cond=False, aug='ada', p=None, augpipe='bgc',
+            target=0.6, metrics='none', fp32=False, map=None, freezed=0, nhwc=False, gamma=None, no_ils=False, seed=0,
+            kimg=None, tick=None, snap=50, nobench=False, allow_tf32=False, inception=None)
+
+
+def test_resume_weights_refuses_a_shallower_mapping_network(tmp_path):
+    snap = tiny_snapshot(tmp_path / 'map2.pt', map=2)
+    result = train_command(f'--outdir={tmp_path / "runs"}', *TRAIN, '--map=8', f'--resume={snap}', '--dry-run')
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith('error: ') and 'mapping_bg.fc2' in line and '--resume-partial' in line, result.output
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_resume_partial_says_what_stays_random(tmp_path):
+    snap = tiny_snapshot(tmp_path / 'map2.pt', map=2)
+    result = train_command(f'--outdir={tmp_path / "runs"}', *TRAIN, '--map=8', f'--resume={snap}', '--resume-partial',
+                           '--dry-run')
+    assert result.exit_code == 0, result.output
+    assert 'stay as initialised' in result.output and 'mapping_bg.fc7.weight' in result.output
+
+
+def test_resume_weights_from_an_original_pickle_checks_every_tensor(golden_dir):
+    snap = checkpoint.load_snapshot(os.path.join(golden_dir, 'legacy_snapshot_res32.pkl'))
+    kwargs = dict(snap['G']._init_kwargs, mapping_kwargs=dict(num_layers=8))  # The pickle's G has 2 mapping layers.
+    deeper = {'G': networks.PerturbGenerator(**kwargs), 'D': snap['D'], 'G_ema': snap['G_ema']}
+    with pytest.raises(UserError, match=r'mapping_bg\.fc2'):
+        checkpoint.check_weights_fit(snap, deeper, 'legacy_snapshot_res32.pkl')

@@ -329,7 +329,7 @@ def test_resume_from_weights_and_shape_mismatch(tmp_path, golden_dir):
     assert options['resume_pkl'] == str(snap)
 
     legacy = os.path.join(golden_dir, 'legacy_snapshot_res32.pkl')  # channel_base 1024: 32 channels at 32 px, tiny has 64.
-    for resume, args, expected in [(snap, ['--resolution=32'], 'for 16 px images'), (legacy, ['--resolution=32'], 'has shape')]:
+    for resume, args, expected in [(snap, ['--resolution=32'], 'for 16 px images'), (legacy, ['--resolution=32'], 'does not fit')]:
         bad = run_cli([f'--outdir={tmp_path / "c"}'] + [a for a in FAST if not a.startswith('--resolution')] + args +
                       [f'--resume={resume}'], timeout=300)
         lines = bad.stderr.strip().splitlines()

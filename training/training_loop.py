@@ -59,6 +59,7 @@ class TrainingOptions:
     image_snapshot_ticks: int = 50
     network_snapshot_ticks: int = 50
     resume_pkl: Optional[str] = None        # Weights to start from (our snapshot or an original pickle).
+    resume_partial: bool = False            # Let resume_pkl leave what it does not provide as initialised.
     resume_state: Optional[str] = None      # A training-state.pt to continue exactly.
     cudnn_benchmark: bool = True
     allow_tf32: bool = False
@@ -268,17 +269,21 @@ def build_models(o, device, is_main):
                                         kimg=o.ada_kimg)
 
     if o.resume_pkl is not None and o.resume_state is None:
-        if is_main:
-            print(f'Resuming weights from "{o.resume_pkl}"')
-        snap = checkpoint.load_snapshot(o.resume_pkl)
-        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            if snap.get(name) is not None:
-                misc.copy_params_and_buffers(snap[name], module, require_all=False)
+        _start_from_weights(o, {'G': G, 'D': D, 'G_ema': G_ema}, is_main)
 
     D_params = list(D.parameters()) + (list(bag.parameters()) if bag is not None else [])
     return Models(G=G, D=D, G_ema=G_ema, bag=bag, augment_pipe=augment_pipe, ada=ada,
                   G_opt=_lazy_reg_adam(G.parameters(), o.G_opt_kwargs, o.G_reg_interval),
                   D_opt=_lazy_reg_adam(D_params, o.D_opt_kwargs, o.D_reg_interval))
+
+
+def _start_from_weights(o, nets, is_main):
+    """Copy o.resume_pkl's weights into `nets`: all of them, unless o.resume_partial lets some stay as initialised."""
+    snap = checkpoint.load_snapshot(o.resume_pkl)
+    plan, unfit, _ = checkpoint.check_weights_fit(snap, nets, o.resume_pkl, partial=o.resume_partial)
+    checkpoint.copy_weights(snap, nets, plan)
+    if is_main:
+        print(f'Resuming weights from "{o.resume_pkl}"' + (f' ({len(unfit)} tensors as initialised)' if unfit else ''))
 
 
 def _lazy_reg_adam(params, kwargs, reg_interval):
