@@ -3,6 +3,7 @@
 Everything the user passes is checked before a run directory is created, so bad input leaves nothing behind.
 """
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import click
 import torch
+from click.core import ParameterSource
 
 import datasets
 import dnnlib
@@ -22,10 +24,13 @@ from training import augment, checkpoint, networks, presets, training_loop
 from training import loss as loss_lib
 
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
-
-
-# Entries of training_options.json that reach the training loop in another form (the dataset, the metrics hook).
-_NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception')
+# What --resume=<run dir> may change: the length, the snapshot interval, the metrics of the snapshots still to
+# come, and the evaluation after training. Everything else is the stored run's; giving it differently is an error.
+RESUME_MAY_CHANGE = ('kimg', 'snap', 'metrics', 'auto_test', 'auto_test_n', 'auto_test_iters', 'auto_test_mine_iters',
+                     'auto_test_polarity', 'dry_run')
+# Entries of training_options.json that are not training loop arguments: those that reach the loop in another form
+# (the dataset, the metrics hook) and records (the command line's options, loop arguments a driver changed later).
+_NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception', 'cli_options', 'overrides')
 
 
 class PreparedRun(NamedTuple):
@@ -90,6 +95,19 @@ def _check_sizes(opts, spec, resolution):
     return res, gpus, batch, batch_gpu
 
 
+def parse_metrics(names, inception_spec):
+    """--metrics -> list of metric names; each must be known and the feature network must exist."""
+    metrics = [] if names in ('none', '') else names.split(',')
+    if metrics:
+        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} '
+                            f'or none')
+        inception.resolve(inception_spec)  # The feature network must exist before hours of training, not after.
+    return metrics
+
+
+
 def _check_augment_and_metrics(opts):
     """Check the conditioning, augmentation and metric options; returns the metric names."""
     if opts['cond']:
@@ -100,14 +118,7 @@ def _check_augment_and_metrics(opts):
         raise UserError('--p can only be used with --aug=fixed')
     if opts['augpipe'] not in AUGPIPES:
         raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
-    metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
-    if metrics:
-        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
-        if bad:
-            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} '
-                            f'or none')
-        inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
-    return metrics
+    return parse_metrics(opts['metrics'], opts['inception'])
 
 
 def _network_kwargs(opts, spec, res):
@@ -206,7 +217,7 @@ def launch(args, training_set=None):
         torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
 
 
-def launch_torchrun(opts, script_resolution, cfg_names):
+def launch_torchrun(opts, script_resolution, cfg_names, given=frozenset()):
     """Under torchrun every process runs this script: rank 0 validates and creates the run, then all ranks train."""
     torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -214,7 +225,7 @@ def launch_torchrun(opts, script_resolution, cfg_names):
     message = [None, False, None]  # Rank 0's args, go and error, for every rank.
     if rank == 0:
         try:
-            run = prepare_run(dict(opts, gpus=world), script_resolution, cfg_names)
+            run = prepare_run(dict(opts, gpus=world), script_resolution, cfg_names, given)
             message = [run.args, run.go, None]
         except UserError as e:
             message = [None, False, str(e)]
@@ -229,19 +240,52 @@ def launch_torchrun(opts, script_resolution, cfg_names):
     return args, go and rank == 0
 
 
-def prepare_run(opts, resolution, cfg_names):
-    """Validate everything, then create (or reopen, for an exact resume) the run directory; returns a PreparedRun."""
+def _option_name(name):
+    return '--[no-]auto-test' if name == 'auto_test' else '--' + name.replace('_', '-')
+
+
+def reopen_run(opts, run_dir, state_path, given):
+    """args of an exact resume: the stored run's, with only the RESUME_MAY_CHANGE options taken from `given`."""
+    options_path = os.path.join(run_dir, 'training_options.json')
+    args = dnnlib.util.read_json(options_path)
+    if args is None:
+        raise UserError(f'--resume={run_dir}: no training_options.json in that directory; resume a run directory '
+                        f'made by this training script')
+    stored = args.get('cli_options')
+    others = sorted(name for name in given if name not in RESUME_MAY_CHANGE + ('resume',))
+    differ = [name for name in others if stored is None or opts[name] != stored.get(name)]
+    if differ:
+        had = '' if stored is None else \
+            f' (the run has {", ".join(f"{_option_name(n)}={stored.get(n)}" for n in differ)})'
+        raise UserError(f'--resume={run_dir} continues that run with its own options, but '
+                        f'{", ".join(f"{_option_name(n)}={opts[n]}" for n in differ)} differ{had}; only '
+                        f'{", ".join(_option_name(n) for n in RESUME_MAY_CHANGE)} may change on resume: drop the '
+                        f'others, or start a new run')
+    for tmp in glob.glob(os.path.join(glob.escape(run_dir), '.tmp-*')):
+        os.remove(tmp)  # What atomic_write of the killed process left half-written: never read, only in the way.
+    changed = {name: opts[name] for name in given if name in RESUME_MAY_CHANGE}
+    options = dict(stored or {k: opts[k] for k in RESUME_MAY_CHANGE}, **changed)
+    if 'kimg' in changed:
+        args['total_kimg'] = changed['kimg']
+    if 'snap' in changed:
+        args['image_snapshot_ticks'] = args['network_snapshot_ticks'] = changed['snap']
+    if 'metrics' in changed:
+        args['metrics'] = parse_metrics(changed['metrics'], args.get('inception'))
+    args.update(cli_options=options, run_dir=run_dir)
+    if options['dry_run']:
+        print(json.dumps(args, indent=2))
+        print(f'Dry run: would resume {run_dir} from {state_path}')
+        return PreparedRun(args, False)
+    dnnlib.util.write_json(options_path, args)  # The record says what the run was trained with.
+    return PreparedRun(dict(args, resume_state=state_path), True)
+
+
+def prepare_run(opts, resolution, cfg_names, given=frozenset()):
+    """Validate everything, then create (or reopen, for an exact resume) the run directory. Returns a PreparedRun.
+    `given` names the options set on the command line (not left at their defaults), which an exact resume checks."""
     kind, resume_dir, resume_path = _resume_kind(opts['resume'])
     if kind == 'exact':
-        args = dnnlib.util.read_json(os.path.join(resume_dir, 'training_options.json'))
-        if args is None:
-            raise UserError(f'--resume={resume_dir}: no training_options.json in that directory; resume a run directory '
-                            f'made by this training script')
-        if opts['kimg'] is not None:
-            args['total_kimg'] = opts['kimg']
-        args['resume_state'] = resume_path
-        args['run_dir'] = resume_dir
-        return PreparedRun(args, True)
+        return reopen_run(opts, resume_dir, resume_path, given)
 
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
@@ -264,7 +308,7 @@ def prepare_run(opts, resolution, cfg_names):
                mirror=opts['mirror'], seed=opts['seed'])
     training_set = load_training_set(tsk)  # Also builds the decoded cache.
     tsk.update(name=training_set.name, size=len(training_set))
-    args = dict(kwargs, training_set_kwargs=tsk)
+    args = dict(kwargs, training_set_kwargs=tsk, cli_options=dict(opts))
     run_dir = dnnlib.util.next_run_dir(opts['outdir'], f'{training_set.name}-{desc}')
     args['run_dir'] = run_dir
     if opts['dry_run']:
@@ -273,8 +317,7 @@ def prepare_run(opts, resolution, cfg_names):
         return PreparedRun(args, False)
     os.makedirs(run_dir)
     try:
-        with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-            json.dump(args, f, indent=2)
+        dnnlib.util.write_json(os.path.join(run_dir, 'training_options.json'), args)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -345,32 +388,46 @@ def make_command(script_resolution, default_auto_test):
     @click_options(cfg_names, default_cfg, default_auto_test)
     @dnnlib.util.cli_errors
     def command(**opts):
-        return main(script_resolution, **opts)
+        return main(script_resolution, given_options(opts), **opts)
     return command
 
 
-def main(script_resolution, **opts):
-    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation.
-    Returns the run directory (None for a dry run)."""
+def given_options(opts):
+    """The names of the options of the running click command that were set on the command line, not defaulted."""
+    ctx = click.get_current_context()
+    return {name for name in opts
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def main(script_resolution, given=frozenset(), **opts):
+    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation. `given` names the
+    options set on the command line. Returns the run directory (None for a dry run)."""
     cfg_names, _ = presets.SCRIPT_PRESETS[script_resolution]
     if opts['pl_weight'] is not None:
         print('Note: --pl-weight has no effect; ILSGAN disables path-length regularisation (as the original).')
     if _torchrun_world() > 1:
-        args, go = launch_torchrun(opts, script_resolution, cfg_names)
+        args, go = launch_torchrun(opts, script_resolution, cfg_names, given)
     else:
-        run = prepare_run(opts, script_resolution, cfg_names)
+        run = prepare_run(opts, script_resolution, cfg_names, given)
         args, go = run.args, run.go
         if go:
             print(f'Training in {args["run_dir"]}')
             launch(args, run.training_set)
     if not go:
         return None
-    if opts['auto_test']:
+    evaluate(args)
+    return args['run_dir']
+
+
+def evaluate(args):
+    """After training: the automatic evaluation if the run's options ask for it (with the run's seed), else the
+    report alone."""
+    options = args['cli_options']
+    if options['auto_test']:
         auto_test.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
-                               data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
-                               seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
-                               metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
-                               seed=opts['seed'], polarity=opts['auto_test_polarity'])  # Writes report.html too.
+                                data_root=args['training_set_kwargs']['data_root'], n=options['auto_test_n'],
+                                seg_iters=options['auto_test_iters'], mine_iters=options['auto_test_mine_iters'],
+                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
+                                seed=args['random_seed'], polarity=options['auto_test_polarity'])  # And report.html.
     else:
         print(f'Report: {write_report(args["run_dir"])}')
-    return args['run_dir']

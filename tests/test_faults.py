@@ -6,6 +6,9 @@ at ten points, each resumed with the documented command) is benchmarks/fault_cam
 """
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -127,3 +130,56 @@ def test_resume_weights_from_an_original_pickle_checks_every_tensor(golden_dir):
     deeper = {'G': networks.PerturbGenerator(**kwargs), 'D': snap['D'], 'G_ema': snap['G_ema']}
     with pytest.raises(UserError, match=r'mapping_bg\.fc2'):
         checkpoint.check_weights_fit(snap, deeper, 'legacy_snapshot_res32.pkl')
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --resume=<run dir>: the stored run's options, except a short documented list.
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+TINY = ['--cfg=tiny', '--data=synthetic', '--resolution=16', '--subset=16', '--batch=8', '--metrics=none', '--snap=1']
+
+
+def tiny_run(outdir, *args, ticks=2, fault=None):
+    """A run of `ticks` one-iteration ticks through benchmarks/tiny_run.py; returns the process."""
+    env = dict(ENV, ILSGAN_FAULT=fault) if fault else ENV
+    return subprocess.run([sys.executable, '-m', 'benchmarks.tiny_run', f'--ticks={ticks}', '--',
+                           f'--outdir={outdir}', *TINY, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def only_run(outdir):
+    names = os.listdir(outdir)
+    assert len(names) == 1, names
+    return os.path.join(outdir, names[0])
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+    outdir = tmp_path_factory.mktemp('finished')
+    proc = tiny_run(outdir, '--seed=3', '--no-auto-test')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return only_run(outdir)
+
+
+def copy_run(run_dir, tmp_path):
+    return shutil.copytree(run_dir, tmp_path / os.path.basename(run_dir))
+
+
+def test_exact_resume_refuses_options_that_differ_from_the_run(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    result = train_command(f'--resume={run}', '--seed=5', '--gamma=1', '--no-auto-test')
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert '--gamma=1.0, --seed=5 differ (the run has --gamma=None, --seed=3)' in line and '--kimg' in line, line
+    result = train_command(f'--resume={run}', '--seed=3', '--snap=2', '--no-auto-test')  # Same seed, allowed snap.
+    assert result.exit_code == 0, result.output
+    assert json.load(open(os.path.join(run, 'training_options.json')))['network_snapshot_ticks'] == 2
+
+
+def test_exact_resume_auto_test_uses_the_runs_seed(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    result = train_command(f'--resume={run}', '--auto-test', '--auto-test-n=4', '--auto-test-iters=1',
+                           '--auto-test-mine-iters=1')
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(os.path.join(run, 'auto_test', 'summary.json')))
+    assert summary['samples']['seed'] == 3 and summary['segmentation']['iters'] == 1
