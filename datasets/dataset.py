@@ -158,7 +158,7 @@ def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=
         name = f'{os.path.basename(os.path.abspath(data))}{image_size}'
 
         def read(i):
-            return pairs.read_pair(items[i], image_size, mask_size)
+            return pairs.read_pair(items[i], image_size, mask_size, labelled=True)
     elif os.path.isdir(data):
         raise UserError(f'{os.path.abspath(data)}: a test folder needs images/<stem>.<ext> and masks/<stem>.png')
     else:

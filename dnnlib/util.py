@@ -1,8 +1,12 @@
-"""Generic helpers: attribute dicts, user-facing errors, log tee, atomic writes, JSON files, time formatting."""
+"""Generic helpers: attribute dicts, user-facing errors, log tee, atomic writes, JSON files, time formatting, and
+the test-only fault hook."""
+import collections
 import contextlib
+import errno
 import functools
 import json
 import os
+import signal
 import sys
 import tempfile
 
@@ -27,15 +31,25 @@ class UserError(Exception):
     """Bad input from the user: reported as one line, without a traceback, and a non-zero exit code."""
 
 
+# What the machine, not the program, gets wrong: a full or read-only disk, missing permissions, a failing device.
+ENVIRONMENT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
 def cli_errors(main):
-    """Decorate a CLI entry point so that UserError ends the process with one clear line and exit code 2."""
+    """Decorate a CLI entry point so that UserError, and an OSError of the environment (ENVIRONMENT_ERRORS), end
+    the process with one clear line and exit code 2."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserError as e:
             print(f'error: {e}', file=sys.stderr)
-            sys.exit(2)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRORS:
+                raise
+            print(f'error: {e.filename or "a file"}: {e.strerror}; free space or fix the permissions, then run the '
+                  f'command again (a run resumes where it stopped)', file=sys.stderr)
+        sys.exit(2)
     return wrapper
 
 
@@ -67,23 +81,49 @@ class Logger:
         self.file.close()
 
 
+class _WriteErrors:
+    """A file that remembers the OSError of a failed write: writers such as torch.save re-raise it as an opaque
+    RuntimeError, which would hide a full disk."""
+
+    def __init__(self, file, path):
+        self._file, self._path, self.error = file, path, None
+
+    def write(self, data):
+        try:
+            return self._file.write(data)
+        except OSError as e:
+            self.error = OSError(e.errno, e.strerror, self._path)
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
-    """Write to a temporary file beside `path` and rename it into place, so readers never see half a file."""
+    """Write to a temporary file beside `path` and rename it into place, so readers never see half a file. A failed
+    write raises the OSError (ENOSPC, EIO, ...) naming `path`, whatever the writer turned it into."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.tmp-', suffix=os.path.basename(path))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the result ordinary permissions.
+    f = None
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode) as raw:
+            f = _WriteErrors(raw, path)
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            fault_point(f'write:{os.path.basename(path)}')  # The data is written, the rename still to come.
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if f is not None and f.error is not None and e is not f.error:
+            raise f.error from None
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, path) from None
         raise
 
 
@@ -190,3 +230,34 @@ def next_run_dir(outdir, desc):
             if head.isdigit():
                 ids.append(int(head))
     return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+
+
+_fault_passes = collections.Counter()
+_FAULT_ERRORS = {'enospc': errno.ENOSPC, 'eio': errno.EIO}
+
+
+def fault_point(name):
+    """Test-only fault injection, off unless ILSGAN_FAULT is set (never outside tests and benchmarks).
+
+    ILSGAN_FAULT='<action>:<point>[@<n>]' acts at the n-th (default: first) pass of this process through a
+    fault_point whose name starts with <point>: 'kill' sends SIGKILL to the process, 'enospc' and 'eio' raise the
+    OSError of a full or a failing disk. Points: 'iter' and 'tick' (training), 'data' (a training batch read),
+    'write:<file name>' (every atomic_write, with its data written and the rename still to come: snapshots,
+    training-state.pt, sample PNGs, checkpoints, results), 'unet' and 'mine' (an iteration of the U-Net, of MINE).
+    """
+    spec = os.environ.get('ILSGAN_FAULT')
+    if not spec:
+        return
+    action, _, target = spec.partition(':')
+    point, _, nth = target.partition('@')
+    if action not in ('kill', *_FAULT_ERRORS) or not point:
+        raise ValueError(f'ILSGAN_FAULT={spec!r}: expected <kill|enospc|eio>:<point>[@<n>]')
+    if not name.startswith(point):
+        return
+    _fault_passes[point] += 1
+    if _fault_passes[point] != int(nth or 1):
+        return
+    if action == 'kill':
+        os.kill(os.getpid(), signal.SIGKILL)
+    code = _FAULT_ERRORS[action]
+    raise OSError(code, os.strerror(code))

@@ -78,17 +78,17 @@ def build_options(opts, resolution, cfg_names):
 
 def _check_sizes(opts, spec, resolution):
     """(resolution, processes, total batch, batch per process and round) from the options and the preset."""
-    res = opts['resolution'] or spec.resolution or resolution
+    res = opts['resolution'] if opts['resolution'] is not None else spec.resolution or resolution
     if not _is_power_of_two(res) or res < 8:
         raise UserError(f'--resolution={res} is not supported: use a power of two >= 8 (e.g. 32, 64, 128)')
     gpus = opts['gpus']
     if gpus < 1:
         raise UserError('--gpus must be at least 1')
-    batch = opts['batch'] or spec.mb
+    batch = opts['batch'] if opts['batch'] is not None else spec.mb
     if batch < 1 or batch % gpus != 0:
         raise UserError(f'--batch={batch} must be a positive multiple of --gpus={gpus}')
-    batch_gpu = opts['batch_gpu'] or batch // gpus
-    if (batch // gpus) % batch_gpu != 0:
+    batch_gpu = opts['batch_gpu'] if opts['batch_gpu'] is not None else batch // gpus
+    if batch_gpu < 1 or (batch // gpus) % batch_gpu != 0:
         raise UserError(f'--batch-gpu={batch_gpu} must divide the per-GPU batch {batch // gpus}')
     if batch_gpu % min(spec.mbstd, batch_gpu) != 0:
         raise UserError(f'--batch-gpu={batch_gpu} must be a multiple of the minibatch-std group size {spec.mbstd}')
@@ -105,7 +105,6 @@ def parse_metrics(names, inception_spec):
                             f'or none')
         inception.resolve(inception_spec)  # The feature network must exist before hours of training, not after.
     return metrics
-
 
 
 def _check_augment_and_metrics(opts):
@@ -154,6 +153,18 @@ def load_training_set(training_set_kwargs):
                                       max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
 
 
+def _check_writable(outdir):
+    """--outdir, or the folder it would be made in, must take new files: fail before any work, not after it."""
+    folder = os.path.abspath(outdir)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UserError(f'--outdir={outdir}: {folder} is a file, not a folder; choose another --outdir')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f'--outdir={outdir}: {folder} is not writable (read-only or no permission); choose another '
+                        f'--outdir')
+
+
 def _resume_kind(resume):
     """'none', ('exact', run_dir, state_path) or ('weights', path)."""
     if resume in (None, 'noresume'):
@@ -199,9 +210,16 @@ def _run_rank(rank, args, training_set=None):
     evaluate = metric_main.snapshot_evaluator(args['metrics'], training_set, args['run_dir'], device,
                                               num_gpus=args['num_gpus'], rank=rank, inception_spec=args['inception'])
     log = dnnlib.util.Logger(os.path.join(args['run_dir'], 'log.txt')) if rank == 0 else contextlib.nullcontext()
-    with log:
-        training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
-                                    rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
+    try:
+        with log:
+            training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
+                                        rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
+    except OSError as e:
+        if e.errno not in dnnlib.util.ENVIRONMENT_ERRORS:
+            raise
+        # Every file is written whole or not at all, and training-state.pt last: the run can continue.
+        raise UserError(f'{e.filename or args["run_dir"]}: {e.strerror}; what the run wrote before is intact: '
+                        f'free space or fix the permissions, then resume with --resume={args["run_dir"]}') from None
 
 
 def _torchrun_world():
@@ -261,6 +279,7 @@ def reopen_run(opts, run_dir, state_path, given):
                         f'{", ".join(f"{_option_name(n)}={opts[n]}" for n in differ)} differ{had}; only '
                         f'{", ".join(_option_name(n) for n in RESUME_MAY_CHANGE)} may change on resume: drop the '
                         f'others, or start a new run')
+    training_loop.check_resumable(run_dir, state_path)  # Before anything in the run directory changes.
     for tmp in glob.glob(os.path.join(glob.escape(run_dir), '.tmp-*')):
         os.remove(tmp)  # What atomic_write of the killed process left half-written: never read, only in the way.
     changed = {name: opts[name] for name in given if name in RESUME_MAY_CHANGE}
@@ -271,13 +290,14 @@ def reopen_run(opts, run_dir, state_path, given):
         args['image_snapshot_ticks'] = args['network_snapshot_ticks'] = changed['snap']
     if 'metrics' in changed:
         args['metrics'] = parse_metrics(changed['metrics'], args.get('inception'))
-    args.update(cli_options=options, run_dir=run_dir)
+    record = dict(args, cli_options=options, run_dir=run_dir)
     if options['dry_run']:
-        print(json.dumps(args, indent=2))
+        print(json.dumps(record, indent=2))
         print(f'Dry run: would resume {run_dir} from {state_path}')
-        return PreparedRun(args, False)
-    dnnlib.util.write_json(options_path, args)  # The record says what the run was trained with.
-    return PreparedRun(dict(args, resume_state=state_path), True)
+        return PreparedRun(record, False)
+    if record != args:
+        dnnlib.util.write_json(options_path, record)  # The record says what the run was trained with.
+    return PreparedRun(dict(record, resume_state=state_path), True)
 
 
 def prepare_run(opts, resolution, cfg_names, given=frozenset()):
@@ -289,6 +309,7 @@ def prepare_run(opts, resolution, cfg_names, given=frozenset()):
 
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
+    _check_writable(opts['outdir'])
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
     if opts['resume_partial'] and kind != 'weights':
         raise UserError('--resume-partial only applies to --resume=<snapshot file>')
@@ -332,7 +353,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--gpus', type=int, default=1, show_default=True, help='Processes on this machine (or use torchrun)'),
             click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='Snapshot interval in ticks'),
             click.option('--metrics', default='fid10k_full,kid10k_full', show_default=True, help='Comma-separated metrics, or none'),
-            click.option('--seed', type=int, default=0, show_default=True, help='Random seed'),
+            click.option('--seed', type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True, help='Random seed'),
             click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit'),
             click.option('--data', help='cub | dog | car | synthetic | collage | an image folder | a dataset zip', metavar='SPEC'),
             click.option('--data-root', help='Where cub/dog/car live [default: $ILSGAN_DATA_ROOT or ./datasets]', metavar='DIR'),
@@ -341,7 +362,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--mirror', type=bool, default=False, help='Add x-flipped copies of the images'),
             click.option('--cfg', default=default_cfg, show_default=True, help=f'Preset: {", ".join(cfg_names)}'),
             click.option('--resolution', type=int, help='Override the resolution (power of two)'),
-            click.option('--gamma', type=float, help='R1 weight [default: 0.0002*R^2/batch]'),
+            click.option('--gamma', type=click.FloatRange(min=0), help='R1 weight [default: 0.0002*R^2/batch]'),
             click.option('--map', type=click.IntRange(min=1), help='Mapping depth [default: preset]'),
             click.option('--pl-weight', type=float, help='Accepted for compatibility; path-length reg. is off in ILSGAN'),
             click.option('--kimg', type=click.IntRange(min=1), help='Training length in thousands of images'),

@@ -1,18 +1,17 @@
 """Snapshots that load without running code from the file.
 
 A snapshot is a torch.save'd dict of plain data: for each network its class name, constructor kwargs and
-state_dict. `load_snapshot` reads it with torch.load(weights_only=True) and rebuilds the modules from this
-project's own classes. The original's pickles are accepted too: training/legacy.py reads them as the same plain
-data, and `load_network_pkl` builds their networks.
+state_dict. `load_snapshot` reads it with torch.load(weights_only=True), its checksums checked, and rebuilds the
+modules from this project's own classes. The original's pickles are accepted too: training/legacy.py reads them as
+the same plain data, and `load_network_pkl` builds their networks.
 """
 import copy
-import pickle
-import zipfile
 
 import torch
 
 import dnnlib
 from dnnlib.util import UserError
+from torch_utils import files
 from training import augment, legacy, networks
 
 FORMAT = 'ilsgan-snapshot-v1'
@@ -79,10 +78,7 @@ def load_snapshot(path):
     if head[:2] != b'PK':
         with open(path, 'rb') as f:
             return load_network_pkl(f)
-    try:
-        data = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, OSError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as e:
-        raise UserError(f'{path} is not a readable snapshot ({str(e).splitlines()[0][:120]}); was the file cut short?') from None
+    data = files.load(path, 'snapshot')
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise UserError(f'{path} is a torch file but not an ILSGAN snapshot (no format tag {FORMAT!r})')
     out = {key: build_module(data.get(key), name=f'{path}:{key}') for key in NETWORK_KEYS}

@@ -11,6 +11,7 @@ network snapshot, metrics, training state) once per tick.
 import contextlib
 import copy
 import dataclasses
+import glob
 import os
 import queue
 import sys
@@ -23,8 +24,8 @@ import torch
 import tqdm
 
 import dnnlib
-from dnnlib.util import append_jsonl, atomic_write, format_time, read_jsonl, write_jsonl
-from torch_utils import misc, training_stats
+from dnnlib.util import append_jsonl, atomic_write, fault_point, format_time, read_jsonl, write_jsonl
+from torch_utils import files, misc, training_stats
 from training import augment, checkpoint, loss as loss_lib, mask_stats, networks, visualize
 from training.estimators import ModelBag
 
@@ -107,7 +108,9 @@ def snapshot_name(cur_nimg):
 class BatchFeeder:
     """Serves [batch, 3, R, R] uint8 batches from the dataset in the sampler's order, prefetching on a thread.
 
-    `skip` batches are drawn and dropped up front, which puts a resumed run's data order where it left off.
+    `skip` batches are drawn and dropped up front, which puts a resumed run's data order where it left off. An error
+    while reading is handed over the queue and raised by next() as a UserError, so the run stops at once instead of
+    waiting forever for a batch that will not come.
     """
 
     def __init__(self, dataset, batch, rank, num_replicas, seed, skip=0, device='cpu'):
@@ -122,15 +125,23 @@ class BatchFeeder:
         self.thread.start()
 
     def _fill(self):
-        while True:
-            idx = [next(self.indices) for _ in range(self.batch)]
-            x = torch.from_numpy(np.stack([self.dataset[i] for i in idx]))
-            if self.device.type == 'cuda':
-                x = x.pin_memory()
-            self.queue.put(x)
+        try:
+            while True:
+                fault_point('data')
+                idx = [next(self.indices) for _ in range(self.batch)]
+                x = torch.from_numpy(np.stack([self.dataset[i] for i in idx]))
+                if self.device.type == 'cuda':
+                    x = x.pin_memory()
+                self.queue.put(x)
+        except BaseException as e:
+            self.queue.put(e)
 
     def next(self):
-        return self.queue.get().to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
+        x = self.queue.get()
+        if isinstance(x, BaseException):
+            raise dnnlib.UserError(f'reading the training data failed ({type(x).__name__}: {x}); what the run wrote '
+                                   f'before is intact: fix the data and resume with --resume=<run dir>') from x
+        return x.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
 
 
 class TickLog:
@@ -198,9 +209,10 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
     models = build_models(o, device, is_main)
     progress = Progress()
     if o.resume_state is not None:
-        progress = _load_training_state(o.resume_state, rank, models)
+        progress, metric_records = _load_training_state(o.resume_state, rank, models)
         if is_main:
             print(f'Resuming exactly from "{o.resume_state}" at {progress.cur_nimg / 1000:.1f} kimg')
+            drop_metric_records_after(run_dir, metric_records)
     loss, phases = build_phases(o, models, device)
     grid = _SnapshotGrid(run_dir, o, training_set, models, loss, device) if is_main else None
     if grid is not None and progress.cur_nimg == 0:
@@ -220,6 +232,7 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
         update_ema(models.G_ema, models.G, loss_lib.ema_beta(o.batch_size, progress.cur_nimg, o.ema_kimg, o.ema_rampup))
         progress.cur_nimg += o.batch_size
         progress.batch_idx += 1
+        fault_point('iter')
         if models.ada is not None and models.ada.step(progress.batch_idx):
             augment_on = float(models.augment_pipe.p) > 0  # One host sync every ada_interval iterations.
         done = progress.cur_nimg >= o.total_kimg * 1000
@@ -228,6 +241,7 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
         if not done and progress.cur_tick != 0 and progress.cur_nimg < tick_end_nimg:
             continue
         sigma = end_tick(collector, log, grid, progress, loss, models.augment_pipe, device, o.image_snapshot_ticks)
+        fault_point('tick')
         maintenance_start = time.time()
         save_snapshot(run_dir, o, training_set_kwargs, rank, models, progress, grid, sigma, snapshot_metrics, done)
         progress.maintenance_time = time.time() - maintenance_start
@@ -393,7 +407,8 @@ def save_snapshot(run_dir, o, training_set_kwargs, rank, models, progress, grid,
     if snapshot_metrics is not None:
         snapshot_metrics(m.G_ema, snap_path, sigma)
     next_tick = dataclasses.replace(p, cur_tick=p.cur_tick + 1)
-    _save_training_state(os.path.join(run_dir, STATE_FILE), rank, o.num_gpus, m, next_tick)
+    metric_records = metric_log_lengths(run_dir) if rank == 0 else {}
+    _save_training_state(os.path.join(run_dir, STATE_FILE), rank, o.num_gpus, m, next_tick, metric_records)
 
 
 class _SnapshotGrid:
@@ -456,13 +471,40 @@ def _generate_grid(G, z, eps, device, batch=64):
 def drop_stats_after(path, cur_nimg):
     """A resumed run replays the ticks after its last snapshot: drop their old lines (and a half-written last one)
     so that stats.jsonl holds each tick once."""
-    if not os.path.isfile(path):
-        return
+    if os.path.isfile(path):
+        write_jsonl(path, [r for r in _stats_records(path) if r['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9])
+
+
+def _stats_records(path):
     records = read_jsonl(path)
     if any('Progress/kimg' not in r for r in records):
         raise dnnlib.UserError(f'{path} holds a record without Progress/kimg, which training never writes; repair or '
                                f'delete that line')
-    write_jsonl(path, [r for r in records if r['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9])
+    return records
+
+
+def check_resumable(run_dir, state_path):
+    """What an exact resume of `run_dir` reads, checked before anything there is touched: the checksums of the
+    training state and every line of the run's logs. A damaged one is a UserError naming it."""
+    files.check(state_path, STATE_FILE)
+    _stats_records(os.path.join(run_dir, 'stats.jsonl'))
+    metric_log_lengths(run_dir)
+
+
+def metric_log_lengths(run_dir):
+    """{metric-<name>.jsonl: the records it holds} for the run's metric logs."""
+    return {os.path.basename(path): len(read_jsonl(path))
+            for path in glob.glob(os.path.join(glob.escape(run_dir), 'metric-*.jsonl'))}
+
+
+def drop_metric_records_after(run_dir, lengths):
+    """A resumed run replays the snapshots after its training state, and scores them again: drop what they wrote
+    before (the records past `lengths`, from metric_log_lengths at that state), so each snapshot is scored once."""
+    for name, count in lengths.items():
+        path = os.path.join(run_dir, name)
+        records = read_jsonl(path)
+        if len(records) > count:
+            write_jsonl(path, records[:count])
 
 
 def _tensorboard_writer(run_dir):
@@ -504,7 +546,8 @@ def _optional_state(module):
     return module.state_dict() if module is not None else None
 
 
-def _save_training_state(path, rank, num_gpus, models, progress):
+def _save_training_state(path, rank, num_gpus, models, progress, metric_records):
+    """metric_records: metric_log_lengths of the run now, which a resume restores (drop_metric_records_after)."""
     m = models
     rng = _all_ranks(_rng_state(), num_gpus)
     ada_states = _all_ranks(_optional_state(m.ada), num_gpus)
@@ -515,15 +558,26 @@ def _save_training_state(path, rank, num_gpus, models, progress):
         'augment_pipe': _optional_state(m.augment_pipe), 'ada': ada_states,
         'G_opt': m.G_opt.state_dict(), 'D_opt': m.D_opt.state_dict(), 'rng': rng,
         'cur_nimg': progress.cur_nimg, 'cur_tick': progress.cur_tick, 'batch_idx': progress.batch_idx,
+        'metric_records': metric_records,
     }
     with atomic_write(path) as f:
         torch.save(state, f)
 
 
 def _load_training_state(path, rank, models):
-    """Load everything _save_training_state wrote into `models` and this rank's RNGs; returns the Progress."""
+    """Load everything _save_training_state wrote into `models` and this rank's RNGs; returns the Progress and the
+    metric log lengths. A damaged file, or one of another configuration, is a UserError naming it."""
+    state = files.load(path, STATE_FILE)
+    try:
+        progress = _restore(state, path, rank, models)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise dnnlib.UserError(f'{path} does not fit this run ({" ".join(str(e).split())[:160]}); restore its own '
+                               f'{STATE_FILE}, or start a new run from a snapshot with --resume=<snapshot>') from None
+    return progress, state.get('metric_records', {})
+
+
+def _restore(state, path, rank, models):
     m = models
-    state = torch.load(path, map_location='cpu', weights_only=True)
     m.G.load_state_dict(state['G'])
     m.D.load_state_dict(state['D'])
     m.G_ema.load_state_dict(state['G_ema'])
