@@ -8,10 +8,10 @@ from tqdm import tqdm
 from dnnlib.util import UserError
 
 from . import collage, drc, pairs, synthetic
-from .cache import cached_array
+from .cache import cached_array, digest
 from .imaging import train_crop
 from .parallel import ordered_map
-from .sources import ZipSource, image_folder
+from .sources import FileSource, ZipSource, image_folder
 
 SYNTHETIC_SEED = 0  # the built-in sets are fixed; load_training_set's `seed` only picks max_size subsets
 
@@ -125,6 +125,28 @@ def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size
         # StyleGAN2-ADA's choice of subset: a seeded shuffle, kept in file order.
         images = images[np.sort(np.random.RandomState(seed).permutation(len(images))[:max_size])]
     return ImageArrayDataset(name, images, mirror)
+
+
+def files_digest(root, relpaths):
+    """A digest of the files' names, sizes and mtimes under `root`: it changes when any of them changes."""
+    root = os.path.abspath(root)
+    return digest([root, FileSource(root, relpaths, listed_by=root).fingerprint()])
+
+
+def test_set_digest(data, data_root=None, n_synthetic=500):
+    """A digest of what load_test_set reads for `data`: the recipe of a built-in set, else every file it opens (the
+    CUB tables too: they hold the crops). Cheap: nothing is decoded."""
+    if is_builtin(data):
+        name, split = parse_builtin(data)
+        return digest([name, BUILTIN[name][0].VERSION, n_synthetic, SYNTHETIC_SEED, split])
+    if data in drc.FOLDERS:
+        root = drc.dataset_dir(data, resolve_data_root(data_root))
+        tables = list(drc.CUB_TABLES) if data == 'cub' else []
+        return files_digest(root, tables + [path for item in drc.test_items(data, root) for path in item[:2]])
+    if pairs.is_pairs_folder(data):
+        root = os.path.abspath(data)
+        return files_digest(root, [os.path.relpath(path, root) for pair in pairs.list_pairs(root) for path in pair])
+    raise _unknown(data, 'a folder with images/ and masks/')
 
 
 def _decode_pairs(read, n, name):

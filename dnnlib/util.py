@@ -143,6 +143,23 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2)
 
 
+def recorded_settings(run_dir):
+    """The settings an evaluation run directory was made with (its training_options.json), or None."""
+    return read_json(os.path.join(run_dir, 'training_options.json'))
+
+
+def settings_differ(recorded, settings):
+    """'key=recorded (asked: value)' for each of `settings` that `recorded` does not match; keys ending in _digest
+    are digests of data, so they read as changed data."""
+    recorded = recorded or {}
+
+    def why(k, v):
+        if k not in recorded:
+            return f'{k} not recorded'
+        return f'{k[:-len("_digest")]} data changed since' if k.endswith('_digest') else f'{k}={recorded[k]} (asked: {v})'
+    return [why(k, v) for k, v in settings.items() if recorded.get(k) != v]
+
+
 def read_jsonl(path):
     """The records (JSON objects, one per line) of a log file; [] when it does not exist.
 

@@ -212,7 +212,7 @@ def section_auto_test(run_dir, plot_dir):
     s = read_json(path)
     rows = [('snapshot', s.get('snapshot')), ('kimg', s.get('kimg')), ('chosen by', s.get('selection')),
             (s.get('metric') or 'metric', s.get('metric_value')), ('samples', s.get('samples', {}).get('dir')),
-            ('real data', s.get('segmentation', {}).get('real_data'))]
+            ('real data', s.get('segmentation', {}).get('settings', {}).get('real_data'))]
     timing = [(name, t.get('seconds'), 'yes' if t.get('reused') else 'no') for name, t in s.get('timing', {}).items()]
     return _table(None, rows) + _table(('stage', 'seconds', 'reused'), timing)
 

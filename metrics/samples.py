@@ -249,16 +249,17 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
     if not os.path.isfile(snapshot_path):
         raise UserError(f'snapshot {snapshot_path} does not exist; pass a network-snapshot file or a run directory')
     settings = _settings(n, seed, truncation_psi, noise_mode, polarity)
+    complete = os.path.isfile(os.path.join(outdir, INPUT_NAME)) and first_missing(outdir, n) == n
+    if not complete:  # The snapshot must load before anything is written.
+        G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
+        if G is None:
+            raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
     os.makedirs(outdir, exist_ok=True)
     _prepare_outdir(outdir, snapshot_path, settings)
-    start = first_missing(outdir, n)
-    if start == n and os.path.isfile(os.path.join(outdir, INPUT_NAME)):
+    if complete:
         print(f'Reusing {n} complete samples in {outdir}')
         return outdir
-
-    G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
-    if G is None:
-        raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
+    start = first_missing(outdir, n)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.
