@@ -4,14 +4,13 @@ Examples:
   python calc_metrics.py --network=runs/00000-cub64/network-snapshot-004200.pkl --data=cub
   python calc_metrics.py --network=runs/00000-cub64 --data=cub --metrics=fid10k_full   # every snapshot of a run
 """
-import json
 import os
 
 import click
 import torch
 
 import datasets
-from dnnlib.util import UserError, cli_errors
+from dnnlib.util import UserError, cli_errors, read_jsonl
 from metrics import metric_main, samples
 from training.checkpoint import load_snapshot
 
@@ -29,11 +28,7 @@ def _snapshots(network):
 
 
 def _already_scored(run_dir, metric):
-    path = os.path.join(run_dir, f'metric-{metric}.jsonl')
-    if not os.path.isfile(path):
-        return set()
-    with open(path, encoding='utf-8') as f:
-        return {json.loads(line).get('snapshot_pkl') for line in f if line.strip()}
+    return {r.get('snapshot_pkl') for r in read_jsonl(os.path.join(run_dir, f'metric-{metric}.jsonl'))}
 
 
 @click.command()

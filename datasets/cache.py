@@ -23,13 +23,13 @@ def default_cache_dir():
     return os.environ.get('ILSGAN_CACHE_DIR') or os.path.join(os.path.expanduser('~'), '.cache', 'ilsgan')
 
 
-def _digest(obj):
+def digest(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_path(cache_dir, name, identity, content):
-    id_hash = _digest({'version': FORMAT_VERSION, 'identity': identity})
-    return os.path.join(cache_dir, f'{name}-{id_hash}-{_digest(content)}.npy')
+    id_hash = digest({'version': FORMAT_VERSION, 'identity': identity})
+    return os.path.join(cache_dir, f'{name}-{id_hash}-{digest(content)}.npy')
 
 
 def _write_npy(path, shape, batches, desc):

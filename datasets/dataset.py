@@ -8,10 +8,10 @@ from tqdm import tqdm
 from dnnlib.util import UserError
 
 from . import collage, drc, pairs, synthetic
-from .cache import cached_array
+from .cache import cached_array, digest
 from .imaging import train_crop
 from .parallel import ordered_map
-from .sources import ZipSource, image_folder
+from .sources import FileSource, ZipSource, image_folder
 
 SYNTHETIC_SEED = 0  # the built-in sets are fixed; load_training_set's `seed` only picks max_size subsets
 
@@ -127,6 +127,28 @@ def load_training_set(data, resolution, data_root=None, cache_dir=None, max_size
     return ImageArrayDataset(name, images, mirror)
 
 
+def files_digest(root, relpaths):
+    """A digest of the files' names, sizes and mtimes under `root`: it changes when any of them changes."""
+    root = os.path.abspath(root)
+    return digest([root, FileSource(root, relpaths, listed_by=root).fingerprint()])
+
+
+def test_set_digest(data, data_root=None, n_synthetic=500):
+    """A digest of what load_test_set reads for `data`: the recipe of a built-in set, else every file it opens (the
+    CUB tables too: they hold the crops). Cheap: nothing is decoded."""
+    if is_builtin(data):
+        name, split = parse_builtin(data)
+        return digest([name, BUILTIN[name][0].VERSION, n_synthetic, SYNTHETIC_SEED, split])
+    if data in drc.FOLDERS:
+        root = drc.dataset_dir(data, resolve_data_root(data_root))
+        tables = list(drc.CUB_TABLES) if data == 'cub' else []
+        return files_digest(root, tables + [path for item in drc.test_items(data, root) for path in item[:2]])
+    if pairs.is_pairs_folder(data):
+        root = os.path.abspath(data)
+        return files_digest(root, [os.path.relpath(path, root) for pair in pairs.list_pairs(root) for path in pair])
+    raise _unknown(data, 'a folder with images/ and masks/')
+
+
 def _decode_pairs(read, n, name):
     images, masks = zip(*tqdm(ordered_map(read, n), total=n, desc=f'Loading {name}', unit='img', disable=None))
     return np.stack(images), np.stack(masks)
@@ -158,7 +180,7 @@ def load_test_set(data, image_size, mask_size=None, data_root=None, n_synthetic=
         name = f'{os.path.basename(os.path.abspath(data))}{image_size}'
 
         def read(i):
-            return pairs.read_pair(items[i], image_size, mask_size)
+            return pairs.read_pair(items[i], image_size, mask_size, labelled=True)
     elif os.path.isdir(data):
         raise UserError(f'{os.path.abspath(data)}: a test folder needs images/<stem>.<ext> and masks/<stem>.png')
     else:

@@ -37,11 +37,16 @@ def list_pairs(folder):
     return pairs
 
 
-def read_pair(pair, image_size, mask_size):
-    """Image uint8 [3, S, S] and mask uint8 [M, M] in {0, 1}."""
+def read_pair(pair, image_size, mask_size, labelled=False):
+    """Image uint8 [3, S, S] and mask uint8 [M, M] in {0, 1}. `labelled`: a hand-made ground-truth mask, which must
+    use 0/255 (a generator's soft mask may well stay below 128 everywhere)."""
     image_path, mask_path = pair
     image, mask = read_rgb(image_path, image_path), open_image(mask_path, mask_path).convert('L')
     check_same_size(image, mask, image_path, mask_path)
+    brightest = mask.getextrema()[1]
+    if labelled and 0 < brightest <= 127:  # A 0/1 (or 0..127) mask would silently read as all background.
+        raise UserError(f'{mask_path}: no pixel is above 127 (the brightest is {brightest}), so it would read as all '
+                        f'background; masks are grey 0/255 (> 127 = foreground): save a 0/1 mask as 0/255')
     box = center_square(*image.size)
     mask = np.asarray(crop_resize(mask, box, mask_size))
     return to_chw(crop_resize(image, box, image_size)), (mask > 127).astype(np.uint8)

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from dnnlib.util import EasyDict, UserError, atomic_write, format_time
+from dnnlib.util import EasyDict, UserError, append_jsonl, format_time
 
 from . import frechet_inception_distance, inception, kernel_inception_distance, metric_utils
 
@@ -74,18 +74,11 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None, sigma=None):
     """
     if run_dir is not None and snapshot_pkl is not None and os.path.dirname(snapshot_pkl):
         snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
-    line = json.dumps(dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time(),
-                           sigma=None if sigma is None else float(sigma)))
-    print(line)
+    record = dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time(),
+                  sigma=None if sigma is None else float(sigma))
+    print(json.dumps(record))
     if run_dir is not None and os.path.isdir(run_dir):
-        path = os.path.join(run_dir, f'metric-{result_dict["metric"]}.jsonl')
-        old = ''
-        if os.path.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                old = f.read()
-        # Rewrite-and-rename rather than append: a reader (or a crash) never sees half a line.
-        with atomic_write(path, 'w') as f:
-            f.write(old + line + '\n')
+        append_jsonl(os.path.join(run_dir, f'metric-{result_dict["metric"]}.jsonl'), [record])
 
 
 def snapshot_evaluator(metrics, dataset, run_dir, device, num_gpus=1, rank=0, inception_spec=None):

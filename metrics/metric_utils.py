@@ -4,6 +4,7 @@
 progress, num_gpus, rank, seed.
 """
 import copy
+import hashlib
 import os
 import re
 
@@ -45,10 +46,16 @@ def _collate(items):
 
 
 def _cache_path(opts):
+    """Keyed on the images themselves (a digest of every one), not only on the name, count and resolution: a
+    changed file, another subset of the same size or another version of the data never reuses stale statistics."""
     ds = opts.dataset
-    res = _image(ds[0]).shape[-1]
+    digest = hashlib.sha256()
+    for i in range(len(ds)):
+        image = np.ascontiguousarray(_image(ds[i]))
+        digest.update(image.tobytes())
     name = re.sub(r'[^A-Za-z0-9_.-]+', '_', str(ds.name))
-    return os.path.join(opts.cache_dir, f'{name}-{len(ds)}img-{res}px-{opts.extractor.name}.npz')
+    key = f'{name}-{len(ds)}img-{image.shape[-1]}px-{opts.extractor.name}-{digest.hexdigest()[:16]}'
+    return os.path.join(opts.cache_dir, f'{key}.npz')
 
 
 def _rank0_says(flag, opts):

@@ -22,7 +22,8 @@ import torch
 import tqdm
 
 import dnnlib
-from dnnlib.util import UserError
+from datasets import files_digest
+from dnnlib.util import UserError, append_jsonl, fault_point, read_json, recorded_settings, settings_differ, write_json
 
 try:
     import pyspng
@@ -288,6 +289,7 @@ def train_mine(source, *, iters, run_dir=None, batch_size=64, eval_batch_size=12
                     disable=True if progress_file is None else None, dynamic_ncols=True)
     it = 0
     while it < iters:
+        fault_point('mine')
         mi = train_step(nets, opt, source(next(batches)), bound, shuffle, generator)
         if mi is None:
             # The original returned 0 and retried forever; skip the batch (no step), but give up eventually.
@@ -344,8 +346,7 @@ def _evaluate_splits(nets, source, eval_sets, keys, it, lr, run_dir, **evaluate_
 
 def _append_jsonl(run_dir, name, record):
     if run_dir is not None:
-        with open(os.path.join(run_dir, name), 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        append_jsonl(os.path.join(run_dir, name), [record])
 
 
 def _save_checkpoint(run_dir, it, nets, opt, sched):
@@ -356,34 +357,46 @@ def _save_checkpoint(run_dir, it, nets, opt, sched):
         torch.save(state, f)
 
 
-def _write_json(path, obj):
-    with dnnlib.util.atomic_write(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-
 # ----------------------------------------------------------------------------
 # One mode in its run dir, and the full evaluation.
 
 
-def run_mode(layers, mode, run_dir, *, syn_dir, device, **train_kwargs):
-    """Train the `mode` estimators into `run_dir`; writes log.txt, training_options.json and the result json."""
+def run_settings(syn_dir, iters, resolution=64, bound='dv-naive', shuffle='replacement', seed=0):
+    """What a MINE result depends on, the content of the samples included (a digest of their file names, sizes and
+    mtimes): a result is reused only for the same settings."""
+    names = list_samples(syn_dir)
+    files = [f'{layer}/{name}' for layer in LAYERS for name in names]
+    return dict(synthetic_path=os.path.abspath(syn_dir), syn_digest=files_digest(syn_dir, files),
+                num_samples=len(names), resolution=resolution, iters=iters, bound=bound, shuffle=shuffle, seed=seed)
+
+
+def matches(outdir, settings):
+    """True when `outdir` holds MINE modes, finished or not, all recorded with these settings (run_settings)."""
+    recorded = [r for r in (recorded_settings(os.path.join(outdir, mode)) for mode in MODES) if r is not None]
+    return bool(recorded) and not any(settings_differ(r, settings) for r in recorded)
+
+
+def run_mode(layers, mode, run_dir, *, settings, device, save_checkpoints=False):
+    """Train the `mode` estimators into `run_dir`; writes log.txt, training_options.json (settings and the rest) and
+    the result json."""
     os.makedirs(run_dir, exist_ok=True)
     for name in STALE_ON_RESTART:  # an interrupted earlier try would otherwise leave extra lines
         if os.path.exists(os.path.join(run_dir, name)):
             os.remove(os.path.join(run_dir, name))
     with dnnlib.util.Logger(os.path.join(run_dir, 'log.txt')) as logger:
-        options = dict(synthetic_path=os.path.abspath(syn_dir), mode=mode, num_samples=len(layers['fg']),
-                       resolution=layers['fg'].shape[-1], device=str(device), torch_version=torch.__version__,
-                       **train_kwargs)
-        _write_json(os.path.join(run_dir, 'training_options.json'), options)
+        options = dict(settings, mode=mode, device=str(device), torch_version=torch.__version__,
+                       save_checkpoints=save_checkpoints)
+        write_json(os.path.join(run_dir, 'training_options.json'), options)
         print(f'MINE {mode}: {json.dumps(options)}')
         # Draw the progress bar on the terminal, not into log.txt.
         out = train_mine(LayerPairs(layers, mode, device), run_dir=run_dir, device=device,
-                         progress_file=logger.stderr, **train_kwargs)
+                         progress_file=logger.stderr, iters=settings['iters'], bound=settings['bound'],
+                         shuffle=settings['shuffle'], seed=settings['seed'], save_checkpoints=save_checkpoints)
         suffixes = ['1', '2'] if mode == 'separate' else ['']
         result = {f'ave_MI_train{s}': v for s, v in zip(suffixes, out['mi'])}
         result.update(final_lr=out['final_lr'], nonfinite_train=out['nonfinite_train'],
                       nonfinite_eval=out['nonfinite_eval'])
-        _write_json(os.path.join(run_dir, RESULTS_NAME), result)
+        write_json(os.path.join(run_dir, RESULTS_NAME), result)
         mis = ' '.join(f'{v:.4f}' for v in out['mi'])
         print(f'[ {mode.capitalize()} ]: {mis} ==> Final lr: {out["final_lr"]:g}')
     return result
@@ -394,7 +407,8 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
     """MINE evaluation of a synthetic sample folder.
 
     Runs each of `modes` into `<outdir>/<mode>/`; outdir defaults to the next `<syn>/MI-estimation-MINE/<NNNNN>`.
-    With an explicit outdir a mode whose result json already exists is reused, so a pipeline can resume.
+    With an explicit outdir a mode whose result json already exists is reused if it was made with the same settings
+    and samples (run_settings), so a pipeline can resume; made otherwise, it is an error.
     Returns {mode: result dict} and writes it as the combined MI_estimation_results.json in outdir.
     """
     for mode in modes:
@@ -412,7 +426,7 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise UserError('CUDA is not available in this PyTorch build or machine; use --device=cpu')
     torch.backends.cudnn.benchmark = True
-    list_samples(synthetic_path)  # fail on a bad folder before creating the run dir
+    settings = run_settings(synthetic_path, iters, resolution, bound, shuffle, seed)  # Fails on a bad folder now.
     if outdir is None:
         # The original names these runs by bare id, so drop the dash of an empty description.
         outdir = dnnlib.util.next_run_dir(os.path.join(synthetic_path, 'MI-estimation-MINE'), '').rstrip('-')
@@ -422,16 +436,18 @@ def eval_mi(synthetic_path, outdir=None, iters=100000, resolution=64, bound='dv-
     for mode in modes:
         done = os.path.join(outdir, mode, RESULTS_NAME)
         if os.path.isfile(done):
-            with open(done, encoding='utf-8') as f:
-                results[mode] = json.load(f)
+            differ = settings_differ(recorded_settings(os.path.join(outdir, mode)), settings)
+            if differ:
+                raise UserError(f'{os.path.join(outdir, mode)} holds a MINE result of other settings or samples '
+                                f'({"; ".join(differ)}); pass another --outdir')
+            results[mode] = read_json(done)
             print(f'[ {mode.capitalize()} ]: reusing {done}')
             continue
         if layers is None:
             layers = load_layers(synthetic_path, resolution)
-        results[mode] = run_mode(layers, mode, os.path.join(outdir, mode), syn_dir=synthetic_path, device=device,
-                                 iters=iters, bound=bound, shuffle=shuffle, seed=seed,
+        results[mode] = run_mode(layers, mode, os.path.join(outdir, mode), settings=settings, device=device,
                                  save_checkpoints=save_checkpoints)
-    _write_json(os.path.join(outdir, RESULTS_NAME), results)
+    write_json(os.path.join(outdir, RESULTS_NAME), results)
     return results
 
 # ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import urllib.parse
 from matplotlib.figure import Figure  # No pyplot: no global backend state, Agg is used for PNG.
 
 import dnnlib
-from dnnlib.util import UserError
+from dnnlib.util import UserError, read_json, read_jsonl
 from metrics import samples
 from training import mask_stats
 
@@ -48,18 +48,6 @@ figcaption, .note { color: #666; } pre { background: #f7f7f7; padding: .5em; ove
 
 # --------------------------------------------------------------------------------------------------------------------
 # Reading and HTML helpers.
-
-
-def read_jsonl(path):
-    """Parsed lines of a jsonl file; a line that does not parse (being written by a live run) is skipped."""
-    records = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                pass
-    return records
 
 
 def _fmt(v):
@@ -116,7 +104,7 @@ def section_options(run_dir, plot_dir):
     path = os.path.join(run_dir, 'training_options.json')
     if not os.path.isfile(path):
         return _note('No training_options.json.')
-    text = json.dumps(samples.read_json(path), indent=2)
+    text = json.dumps(read_json(path), indent=2)
     return f'<details><summary>training_options.json</summary><pre>{html.escape(text)}</pre></details>\n'
 
 
@@ -221,10 +209,10 @@ def section_auto_test(run_dir, plot_dir):
     path = os.path.join(run_dir, 'auto_test', 'summary.json')
     if not os.path.isfile(path):
         return _note('No auto_test/summary.json (the automatic evaluation has not finished).')
-    s = samples.read_json(path)
+    s = read_json(path)
     rows = [('snapshot', s.get('snapshot')), ('kimg', s.get('kimg')), ('chosen by', s.get('selection')),
             (s.get('metric') or 'metric', s.get('metric_value')), ('samples', s.get('samples', {}).get('dir')),
-            ('real data', s.get('segmentation', {}).get('real_data'))]
+            ('real data', s.get('segmentation', {}).get('settings', {}).get('real_data'))]
     timing = [(name, t.get('seconds'), 'yes' if t.get('reused') else 'no') for name, t in s.get('timing', {}).items()]
     return _table(None, rows) + _table(('stage', 'seconds', 'reused'), timing)
 
@@ -235,7 +223,7 @@ def section_segmentation(run_dir, plot_dir):
         return _note('No segmentation results (no <samples>/<run>/results.json).')
     rows, previews = [], ''
     for path in found:
-        results, seg_dir = samples.read_json(path), os.path.dirname(path)
+        results, seg_dir = read_json(path), os.path.dirname(path)
         rows.append((os.path.relpath(seg_dir, run_dir), *(results.get(k) for k in SEG_KEYS)))
         preview = os.path.join(seg_dir, 'seg-test.png')
         if os.path.isfile(preview):
@@ -249,7 +237,7 @@ def section_mi(run_dir, plot_dir):
         return _note('No MINE results (no <samples>/MI-estimation-MINE/<id>/MI_estimation_results.json).')
     rows = []
     for path in found:
-        r = samples.read_json(path)
+        r = read_json(path)
         sep, single = r.get('separate', {}), r.get('single', {})
         rows.append((os.path.relpath(os.path.dirname(path), run_dir), sep.get('ave_MI_train1'),
                      sep.get('ave_MI_train2'), single.get('ave_MI_train')))

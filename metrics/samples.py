@@ -21,7 +21,6 @@ import collections
 import concurrent.futures
 import filecmp
 import glob
-import json
 import math
 import os
 import pickle
@@ -33,8 +32,8 @@ import PIL.Image
 import torch
 
 import dnnlib
-from dnnlib.util import UserError
-from metrics.seg_eval import progress, write_json
+from dnnlib.util import UserError, read_json, read_jsonl, write_json
+from metrics.seg_eval import progress
 from training import checkpoint, mask_stats
 from training.networks import to_device
 
@@ -66,21 +65,17 @@ def list_snapshots(run_dir):
 def read_metric_file(path):
     """Records of a `metric-<name>.jsonl`: dicts with kimg, results, sigma and snapshot (relative to its dir)."""
     records = []
-    with open(path, encoding='utf-8') as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                snapshot, results = rec['snapshot_pkl'], dict(rec['results'])
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f'{path}:{line_no} is not a metric record (results + snapshot_pkl); '
-                                f'fix or delete that line') from None
-            kimg = snapshot_kimg(snapshot or '')
-            if kimg is None:
-                raise UserError(f'{path}:{line_no}: snapshot_pkl {snapshot!r} is not a network-snapshot-<kimg> name; '
-                                f'fix or delete that line')
-            records.append(dict(kimg=kimg, results=results, sigma=rec.get('sigma'), snapshot=snapshot))
+    for number, rec in enumerate(read_jsonl(path), 1):
+        try:
+            snapshot, results = rec['snapshot_pkl'], dict(rec['results'])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f'{path}: record {number} is not a metric record (results + snapshot_pkl); '
+                            f'fix or delete that line') from None
+        kimg = snapshot_kimg(snapshot or '')
+        if kimg is None:
+            raise UserError(f'{path}: record {number}: snapshot_pkl {snapshot!r} is not a network-snapshot-<kimg> '
+                            f'name; fix or delete that line')
+        records.append(dict(kimg=kimg, results=results, sigma=rec.get('sigma'), snapshot=snapshot))
     return records
 
 
@@ -171,14 +166,6 @@ def save_png(array, path):
 # Generation.
 
 
-def read_json(path):
-    """The parsed file, or None when it does not exist."""
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
 def _settings(n, seed, truncation_psi, noise_mode, polarity='auto'):
     """What a folder's samples depend on: all must match to reuse or resume it."""
     return dict(n=n, seed=seed, truncation_psi=float(truncation_psi), noise_mode=noise_mode, polarity=polarity)
@@ -262,16 +249,17 @@ def generate_samples(snapshot_path, outdir, n, seed=0, truncation_psi=1.0, noise
     if not os.path.isfile(snapshot_path):
         raise UserError(f'snapshot {snapshot_path} does not exist; pass a network-snapshot file or a run directory')
     settings = _settings(n, seed, truncation_psi, noise_mode, polarity)
+    complete = os.path.isfile(os.path.join(outdir, INPUT_NAME)) and first_missing(outdir, n) == n
+    if not complete:  # The snapshot must load before anything is written.
+        G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
+        if G is None:
+            raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
     os.makedirs(outdir, exist_ok=True)
     _prepare_outdir(outdir, snapshot_path, settings)
-    start = first_missing(outdir, n)
-    if start == n and os.path.isfile(os.path.join(outdir, INPUT_NAME)):
+    if complete:
         print(f'Reusing {n} complete samples in {outdir}')
         return outdir
-
-    G = checkpoint.load_snapshot(snapshot_path).get('G_ema')
-    if G is None:
-        raise UserError(f'{snapshot_path} holds no G_ema; pass a training snapshot')
+    start = first_missing(outdir, n)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     G = to_device(G, device)
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))  # One draw: batch-size independent.

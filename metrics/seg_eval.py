@@ -36,13 +36,16 @@ import dnnlib
 from datasets import drc
 from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
-from dnnlib.util import UserError
+from dnnlib.util import (UserError, append_jsonl, fault_point, read_json, read_jsonl, recorded_settings, settings_differ,
+                         write_json, write_jsonl)
 from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
+from torch_utils import files
 from training import visualize
 
 GRID_COLUMNS, GRID_CELLS = 7, 224  # The original's 7 x 32 grid.
+BATCH = 64  # The original's training batch.
 EVAL_BATCH = 64  # The original's val/test batch, whatever the training batch.
 TICK = 20
 VAL_INTERVAL = 1000
@@ -179,32 +182,6 @@ def snapshot_name(it):
     return f'network-snapshot-{it:06d}.pth'
 
 
-def read_jsonl(path):
-    """The records of a jsonl file; a last line cut short by a kill is dropped (the run rewrites it on resume)."""
-    if not os.path.isfile(path):
-        return []
-    records = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                break
-    return records
-
-
-def write_jsonl(path, records, mode='a'):
-    with open(path, mode, encoding='utf-8') as f:
-        f.writelines(json.dumps(r) + '\n' for r in records)
-
-
-def write_json(path, obj):
-    with dnnlib.util.atomic_write(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-
-
 def save_checkpoint(path, net, opt, cur_iter):
     with dnnlib.util.atomic_write(path) as f:
         torch.save(dict(model=net.state_dict(), opt=opt.state_dict(), cur_iter=cur_iter), f)
@@ -214,7 +191,7 @@ def load_segmenter(path, device='cpu'):
     """A UNet in eval mode from a segmentation checkpoint (`network-snapshot-*.pth`)."""
     if not os.path.isfile(path):
         raise UserError(f'checkpoint {path} does not exist; pass a network-snapshot-*.pth from a segmentation run')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = files.load(path, 'segmentation checkpoint')
     if not isinstance(ckpt, dict) or 'model' not in ckpt:
         raise UserError(f'{path} is not a segmentation checkpoint (no "model" entry); use a network-snapshot-*.pth')
     net = UNet(width=ckpt['model']['inc.0.weight'].shape[0])  # The width is the first convolution's output count.
@@ -261,18 +238,22 @@ def check_real_data(real_data, data_root=None):
                         f'with images/ and masks/')
 
 
-def _check_same_protocol(run_dir, protocol):
-    """A resumed or re-tested run must keep the settings it was trained with."""
-    path = os.path.join(run_dir, 'training_options.json')
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding='utf-8') as f:
-        saved = json.load(f)
-    saved.setdefault('unet_width', 64)  # Runs from before the width was an option used the original's.
-    diff = [k for k, v in protocol.items() if saved.get(k) != v]
-    if diff:
-        raise UserError(f'{run_dir} was trained with {", ".join(f"{k}={saved.get(k)}" for k in diff)}, not '
-                        f'{", ".join(f"{k}={protocol[k]}" for k in diff)}; resume it with the same settings')
+def run_settings(syn_dir, real_data, input_size, score_size, aug='color', iters=6000, batch=BATCH, seed=0,
+                 data_root=None, width=64):
+    """What the numbers of a segmentation run depend on, the content of its data included (digests of file names,
+    sizes and mtimes): a run is reused or resumed only for the same settings. syn_dir=None leaves the synthetic
+    pairs out (a re-test does not read them). width is the U-Net's."""
+    named = datasets.is_builtin(real_data) or real_data in drc.FOLDERS
+    settings = dict(real_data=real_data if named else os.path.abspath(real_data),
+                    real_digest=datasets.test_set_digest(real_data, data_root), input_size=input_size,
+                    score_size=score_size, aug=aug, iters=iters, batch=batch, seed=seed,
+                    unet_width=width)
+    if syn_dir is not None:
+        pairs = list_pairs(syn_dir)
+        settings.update(syn_dir=os.path.abspath(syn_dir),
+                        syn_digest=datasets.files_digest(syn_dir, [os.path.relpath(p, syn_dir) for pair in pairs
+                                                                   for p in pair]))
+    return settings
 
 
 def _resume_point(run_dir, net, opt):
@@ -280,14 +261,14 @@ def _resume_point(run_dir, net, opt):
     ckpts = sorted(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth')))
     start = 0
     if ckpts:
-        ckpt = torch.load(ckpts[-1], map_location='cpu', weights_only=True)
+        ckpt = files.load(ckpts[-1], 'segmentation checkpoint')
         net.load_state_dict(ckpt['model'])
         opt.load_state_dict(ckpt['opt'])
         start = ckpt['cur_iter']
     for name in ('metric-val.jsonl', 'stats.jsonl'):  # A crash can land between a log line and its checkpoint.
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
-            write_jsonl(path, [r for r in read_jsonl(path) if r['iter'] <= start], mode='w')
+            write_jsonl(path, [r for r in read_jsonl(path) if r['iter'] <= start])
     return start
 
 
@@ -325,6 +306,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
     tick_loss, tick_start, tick_count = torch.zeros((), device=device), time.time(), 0
     bar = progress(range(start, o.iters), initial=start, total=o.iters, desc='train')
     for it in bar:
+        fault_point('unet')
         idx = sampler.indices(it, o.batch).to(device)
         x, y = to_float(train_images[idx]), train_masks[idx].long()
         tick_loss += train_step(net, opt, pipe, x, y, generator_for(o.seed, 1, it))
@@ -334,7 +316,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
         if cur % tick == 0 or cur == o.iters:
             sec = (time.time() - tick_start) / tick_count
             stats = dict(iter=cur, loss=float(tick_loss) / tick_count, sec_per_iter=sec, timestamp=time.time())
-            write_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
+            append_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
             bar.set_postfix(loss=f'{stats["loss"]:.4f}')
             tick_loss.zero_()
             tick_start, tick_count = time.time(), 0
@@ -344,7 +326,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
             results, (vx, vp, vy) = evaluate(net, batches(*val_data, EVAL_BATCH), o.score_size, device)
             record = metric_record('val', results, time.time() - t0, snapshot_name(cur), iter=cur)
             tqdm.write(json.dumps(record))  # Through stdout, hence into log.txt.
-            write_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
+            append_jsonl(os.path.join(run_dir, 'metric-val.jsonl'), [record])
             save_grid(os.path.join(run_dir, f'seg-train_{cur:06d}.png'), [vx, vp, vy])
             save_checkpoint(os.path.join(run_dir, snapshot_name(cur)), net, opt, cur)
             if not o.keep_all:
@@ -353,33 +335,38 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
     bar.close()
 
 
-def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=64,
+def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=BATCH,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3,
                      width=64):
     """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
-    checkpoint. test_only=True re-tests the best validated checkpoint without training. width is the U-Net's
-    (64 is the original's).
+    checkpoint, both only if the run was made with the same settings and data (run_settings). test_only=True
+    re-tests the best validated checkpoint without training (on the same real data). width is the
+    U-Net's (64 is the original's).
     """
-    results_path = os.path.join(run_dir, 'results.json')
-    if resume and not test_only and os.path.isfile(results_path):
-        with open(results_path, encoding='utf-8') as f:
-            return json.load(f)
     if aug not in PRESETS:
         raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
     if min(iters, batch, input_size, score_size) < 1:
         raise UserError('iters, batch and the image sizes must be positive')
+    check_real_data(real_data, data_root)
+    results_path = os.path.join(run_dir, 'results.json')
     has_state = bool(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth'))) or \
-        os.path.isfile(os.path.join(run_dir, 'metric-val.jsonl'))
+        os.path.isfile(os.path.join(run_dir, 'metric-val.jsonl')) or os.path.isfile(results_path)
     if has_state and not (resume or test_only):
         raise UserError(f'{run_dir} already holds a segmentation run; resume it or choose a new run dir')
     if test_only and not has_state:
         raise UserError(f'{run_dir} has no validated checkpoints to test; train first (drop --test-only)')
+    # A re-test tests the checkpoints, without retraining: the synthetic pairs need not be there any more.
+    settings = run_settings(None if test_only else syn_dir, real_data, input_size, score_size, aug, iters, batch,
+                            seed, data_root, width)
     if has_state:
-        _check_same_protocol(run_dir, dict(input_size=input_size, score_size=score_size, aug=aug, batch=batch,
-                                           seed=seed, unet_width=width))
-    check_real_data(real_data, data_root)
+        differ = settings_differ(recorded_settings(run_dir), settings)
+        if differ:
+            raise UserError(f'{run_dir} was made with other settings or data ({"; ".join(differ)}); resume it with '
+                            f'the same settings and data, or choose a new run dir')
+    if resume and not test_only and os.path.isfile(results_path):
+        return read_json(results_path)
     pairs = None if test_only else list_pairs(syn_dir)
     test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -394,9 +381,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         if not test_only and start < iters:
             train_pairs, val_pairs = split_pairs(pairs)
             options = dnnlib.EasyDict(
-                syn_dir=syn_dir, real_data=real_data, input_size=input_size, score_size=score_size, aug=aug,
-                iters=iters, batch=batch, seed=seed, data_root=data_root, device=str(device), keep_all=keep_all,
-                unet_width=width,
+                settings, data_root=data_root, device=str(device), keep_all=keep_all,
                 num_train=len(train_pairs), num_val=len(val_pairs), num_test=len(test_set),
                 val_iters=validation_iters(iters), start_iter=start, torch=torch.__version__)
             print(json.dumps(options, indent=2))
@@ -411,14 +396,14 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         if not val_records:
             raise UserError(f'{run_dir} has no validation records; train first (drop --test-only)')
         best = best_val(val_records)
-        ckpt = torch.load(os.path.join(run_dir, best['snapshot_pth']), map_location='cpu', weights_only=True)
+        ckpt = files.load(os.path.join(run_dir, best['snapshot_pth']), 'segmentation checkpoint')
         net.load_state_dict(ckpt['model'])
         loader = torch.utils.data.DataLoader(test_set, batch_size=EVAL_BATCH, num_workers=workers)
         t0 = time.time()
         results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
         record = metric_record('test', results, time.time() - t0, best['snapshot_pth'])
         print(json.dumps(record))
-        write_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
+        append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
         save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
         results = dict(results, best_iter=best['iter'], unet_width=width)
         write_json(results_path, results)
@@ -455,7 +440,7 @@ def make_cli(default_scale, default_input_size, help_text):
                   show_default=default_input_size or 'same as --scale', help='U-Net input resolution')
     @click.option('--seed', type=int, default=0, show_default=True, help='Random seed')
     @click.option('--iters', type=click.IntRange(min=1), default=6000, show_default=True, help='Training iterations')
-    @click.option('--batch', type=click.IntRange(min=1), default=64, show_default=True, help='Batch size')
+    @click.option('--batch', type=click.IntRange(min=1), default=BATCH, show_default=True, help='Batch size')
     @click.option('--unet-width', type=click.IntRange(min=4), default=64, show_default=True,
                   help="U-Net channels at full resolution (64: the original's; 16-32 for a quick CPU run)")
     @click.option('--outdir', metavar='DIR', help='Where the numbered run dir is created  [default: --syn-data]')

@@ -2,22 +2,25 @@
 
 best snapshot -> samples in <run>/auto_test/synthetic_data-<kimg6> -> U-Net segmentation (E64, 'color' aug) ->
 MINE -> best_fid_data_seg_results.json, summary.json and report.html. A finished stage is read back, never redone,
-so an interrupted auto-test continues where it stopped when called again.
+so an interrupted auto-test continues where it stopped when called again; but only a stage made with the same
+settings and data: the segmentation and MINE runs go to the first <NNNNN> folder made with them, else to the next
+free id. summary.json gives each number with the settings recorded by the run that produced it.
 
-Differences from the original: the samples are seeded; the segmentation and MINE runs have the fixed id 00000 (not
-the next free one), which is what lets a rerun find them; the original's two identical `do_anti_leaking` branches
-are this one call; each stage logs into its own file, so log files never chain; a run without
+Differences from the original: the samples are seeded; a rerun reuses or resumes matching runs (the original always
+started a new one, or, for MINE, crashed on an existing folder); the original's two identical `do_anti_leaking`
+branches are this one call; each stage logs into its own file, so log files never chain; a run without
 metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
 `scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64).
 """
 import contextlib
 import json
 import os
+import re
 import time
 
 import datasets
 import dnnlib
-from dnnlib.util import UserError
+from dnnlib.util import UserError, read_json, recorded_settings, settings_differ, write_json
 from metrics import mine, samples, seg_eval
 from metrics.report import write_report
 from training import mask_stats
@@ -37,6 +40,20 @@ def choose_snapshot(run_dir, metric):
     why = 'no metric was computed during training' if not metric else f'{run_dir} has no metric-{metric}.jsonl'
     print(f'WARNING: {why}; evaluating the LAST snapshot (kimg {kimg}), not the best-{metric or "FID"} one')
     return snapshots[kimg], kimg, None, 'last snapshot'
+
+
+def matching_run(parent, desc, matches):
+    """The first <parent>/<NNNNN>[-<desc>] folder that matches(folder) accepts, else the next free id."""
+    pattern = re.compile(r'\d{5}' + (f'-{re.escape(desc)}' if desc else ''))
+    names = sorted(n for n in os.listdir(parent) if pattern.fullmatch(n)) if os.path.isdir(parent) else []
+    found = next((os.path.join(parent, n) for n in names if matches(os.path.join(parent, n))), None)
+    return found or dnnlib.util.next_run_dir(parent, desc).rstrip('-')
+
+
+def recorded(run_dir, settings):
+    """The run's recorded values of the keys of `settings` (what produced its numbers)."""
+    options = recorded_settings(run_dir) or {}
+    return {k: options.get(k) for k in settings}
 
 
 @contextlib.contextmanager
@@ -86,7 +103,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
     summary_path = os.path.join(auto_dir, 'summary.json')
-    previous = (samples.read_json(summary_path) or {}).get('timing', {})
+    previous = read_json(summary_path) or {}
     timing = {}
     try:
         with stage('snapshot', f'choose by {metric or "(no metric)"}', log_path, timing):
@@ -94,47 +111,49 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             print(f'Snapshot: {snapshot} (kimg {kimg}, {how}{f", {metric} {value}" if value is not None else ""})')
 
         syn = os.path.join(auto_dir, samples.samples_dir_name(snapshot, kimg))
-        width_tag = '' if unet_width == 64 else f'-unet{unet_width}'
-        seg_dir = os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}{width_tag}')
-        if not os.path.isfile(os.path.join(seg_dir, 'results.json')):
-            seg_eval.check_real_data(real_data, data_root)  # Fail now, not after hours of sampling.
+        seg_eval.check_real_data(real_data, data_root)  # Fail now, not after hours of sampling.
 
         with stage('samples', f'{n} samples -> {syn}', log_path, timing) as st:
             st['reused'] = samples.is_complete(syn, n, seed=seed, polarity=polarity)
             samples.generate_samples(snapshot, syn, n, seed=seed, device=device, polarity=polarity)
             masks = mask_check(syn, real_data, data_root, scale)
 
-        with stage('segmentation', f'U-Net on {real_data} at {scale} px -> {seg_dir}', log_path, timing,
-                   tee=False) as st:
+        with stage('segmentation', f'U-Net on {real_data} at {scale} px', log_path, timing, tee=False) as st:
+            seg_settings = seg_eval.run_settings(syn, real_data, scale, scale, 'color', seg_iters, seed=seed,
+                                                 data_root=data_root, width=unet_width)
+            seg_dir = matching_run(syn, f'DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}',
+                                   lambda d: not settings_differ(recorded_settings(d), seg_settings))
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
+            print(f'{"Reusing" if st["reused"] else "Running"} {seg_dir}')
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
                                             iters=seg_iters, seed=seed, data_root=data_root, device=device,
                                             workers=0, width=unet_width)  # workers=0: the test set is in memory.
 
-        mi_dir = os.path.join(syn, 'MI-estimation-MINE', '00000')
-        with stage('mine', f'MINE, {mine_iters} iterations -> {mi_dir}', log_path, timing, tee=False) as st:
-            mi = samples.read_json(os.path.join(mi_dir, mine.RESULTS_NAME))
-            st['reused'] = mi is not None
-            if mi is None:
-                mi = mine.eval_mi(syn, outdir=mi_dir, iters=mine_iters, resolution=scale, device=device, seed=seed)
-
-        for name, t in timing.items():  # A reused stage keeps the time it took when it actually ran.
-            if t['reused'] and name in previous:
-                t['seconds'] = previous[name]['seconds']
+        with stage('mine', f'MINE, {mine_iters} iterations', log_path, timing, tee=False) as st:
+            mi_settings = mine.run_settings(syn, mine_iters, scale, seed=seed)
+            mi_dir = matching_run(os.path.join(syn, 'MI-estimation-MINE'), '', lambda d: mine.matches(d, mi_settings))
+            st['reused'] = os.path.isfile(os.path.join(mi_dir, mine.RESULTS_NAME))
+            mi = mine.eval_mi(syn, outdir=mi_dir, iters=mine_iters, resolution=scale, device=device, seed=seed)
 
         def rel(path):
             return os.path.relpath(path, run_dir)
 
+        generation = read_json(os.path.join(syn, samples.SETTINGS_NAME))
         summary = dict(
             snapshot=rel(snapshot), kimg=kimg, selection=how, metric=metric, metric_value=value,
-            samples=dict(dir=rel(syn), n=n, seed=seed, truncation_psi=1.0, noise_mode='const', polarity=polarity),
+            samples=dict(dir=rel(syn), **{k: generation[k] for k in ('n', 'seed', 'truncation_psi', 'noise_mode',
+                                                                     'polarity')}),
             masks=masks,
-            segmentation=dict(dir=rel(seg_dir), real_data=real_data, scale=scale, iters=seg_iters,
-                              unet_width=unet_width, results=seg),
-            mi=dict(dir=rel(mi_dir), iters=mine_iters, results=mi),
+            segmentation=dict(dir=rel(seg_dir), settings=recorded(seg_dir, seg_settings), results=seg),
+            mi=dict(dir=rel(mi_dir), settings=recorded(os.path.join(mi_dir, mine.MODES[0]), mi_settings), results=mi),
             timing=timing)
-        seg_eval.write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
-        seg_eval.write_json(summary_path, summary)
+        for name, section in (('samples', 'samples'), ('segmentation', 'segmentation'), ('mine', 'mi')):
+            # A reused stage keeps the time it took when it actually ran, if the previous summary is of its folder.
+            ran = previous.get('timing', {}).get(name)
+            if timing[name]['reused'] and ran and previous.get(section, {}).get('dir') == summary[section]['dir']:
+                timing[name]['seconds'] = ran['seconds']
+        write_json(os.path.join(auto_dir, 'best_fid_data_seg_results.json'), {f'{kimg:06d}': seg})
+        write_json(summary_path, summary)
         with dnnlib.util.Logger(log_path):
             print(f'=== auto-test | done: {json.dumps(dict(kimg=kimg, segmentation=seg, mi=mi))}')
     finally:

@@ -10,12 +10,11 @@
 Every stage runs at reduced length, and the U-Net is a quarter of the original's width (--unet-width); the
 commands in README.md run the original's full protocol.
 """
-import json
 import os
 
 import click
 
-from dnnlib.util import cli_errors
+from dnnlib.util import cli_errors, read_json
 from pipeline import auto_test, demo_model, train_cli
 
 
@@ -29,8 +28,7 @@ def train(outdir, kimg, resolution, seed, auto_test):
 
 def summary_line(run_dir):
     """'report path | IoU, DICE on held-out images | MINE MI' of an evaluated run."""
-    with open(os.path.join(run_dir, 'auto_test', 'summary.json'), encoding='utf-8') as f:
-        summary = json.load(f)
+    summary = read_json(os.path.join(run_dir, 'auto_test', 'summary.json'))
     seg = summary['segmentation']['results']
     mi = summary['mi']['results'].get('separate', {})
     return (f'Report: {os.path.join(run_dir, "report.html")} | held-out synthetic images: IoU {seg["IoU"]:.3f}, '

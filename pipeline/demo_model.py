@@ -25,7 +25,7 @@ import torch
 
 import datasets
 import dnnlib
-from dnnlib.util import UserError, cli_errors
+from dnnlib.util import UserError, cli_errors, read_json
 from metrics import samples, seg_eval
 from training import checkpoint, training_loop
 
@@ -54,8 +54,7 @@ def export(run_dir, kimg, dest=SHIPPED_DIR):
     if kimg not in snapshots:
         raise UserError(f'{run_dir} has no network-snapshot-{kimg:06d}; snapshots: {sorted(snapshots) or "none"}')
     G_ema = checkpoint.load_snapshot(snapshots[kimg])['G_ema']
-    with open(os.path.join(run_dir, 'training_options.json'), encoding='utf-8') as f:
-        options = json.load(f)
+    options = read_json(os.path.join(run_dir, 'training_options.json'))
     tmp = dest.rstrip(os.sep) + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -107,8 +106,7 @@ def shipped_info(src=SHIPPED_DIR):
     path = os.path.join(src, PROVENANCE)
     if not os.path.isfile(path):
         raise UserError(f'the shipped demo model is missing ({path}); restore it with `git checkout -- checkpoints`')
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def install(outdir, src=SHIPPED_DIR):

@@ -3,6 +3,7 @@
 Everything the user passes is checked before a run directory is created, so bad input leaves nothing behind.
 """
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import click
 import torch
+from click.core import ParameterSource
 
 import datasets
 import dnnlib
@@ -22,10 +24,13 @@ from training import augment, checkpoint, networks, presets, training_loop
 from training import loss as loss_lib
 
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
-
-
-# Entries of training_options.json that reach the training loop in another form (the dataset, the metrics hook).
-_NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception')
+# What --resume=<run dir> may change: the length, the snapshot interval, the metrics of the snapshots still to
+# come, and the evaluation after training. Everything else is the stored run's; giving it differently is an error.
+RESUME_MAY_CHANGE = ('kimg', 'snap', 'metrics', 'auto_test', 'auto_test_n', 'auto_test_iters', 'auto_test_mine_iters',
+                     'auto_test_polarity', 'auto_test_unet_width', 'dry_run')
+# Entries of training_options.json that are not training loop arguments: those that reach the loop in another form
+# (the dataset, the metrics hook) and records (the command line's options, loop arguments a driver changed later).
+_NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception', 'cli_options', 'overrides')
 
 
 class PreparedRun(NamedTuple):
@@ -74,21 +79,33 @@ def build_options(opts, resolution, cfg_names):
 
 def _check_sizes(opts, spec, resolution):
     """(resolution, processes, total batch, batch per process and round) from the options and the preset."""
-    res = opts['resolution'] or spec.resolution or resolution
+    res = opts['resolution'] if opts['resolution'] is not None else spec.resolution or resolution
     if not _is_power_of_two(res) or res < 8:
         raise UserError(f'--resolution={res} is not supported: use a power of two >= 8 (e.g. 32, 64, 128)')
     gpus = opts['gpus']
     if gpus < 1:
         raise UserError('--gpus must be at least 1')
-    batch = opts['batch'] or spec.mb
+    batch = opts['batch'] if opts['batch'] is not None else spec.mb
     if batch < 1 or batch % gpus != 0:
         raise UserError(f'--batch={batch} must be a positive multiple of --gpus={gpus}')
-    batch_gpu = opts['batch_gpu'] or batch // gpus
-    if (batch // gpus) % batch_gpu != 0:
+    batch_gpu = opts['batch_gpu'] if opts['batch_gpu'] is not None else batch // gpus
+    if batch_gpu < 1 or (batch // gpus) % batch_gpu != 0:
         raise UserError(f'--batch-gpu={batch_gpu} must divide the per-GPU batch {batch // gpus}')
     if batch_gpu % min(spec.mbstd, batch_gpu) != 0:
         raise UserError(f'--batch-gpu={batch_gpu} must be a multiple of the minibatch-std group size {spec.mbstd}')
     return res, gpus, batch, batch_gpu
+
+
+def parse_metrics(names, inception_spec):
+    """--metrics -> list of metric names; each must be known and the feature network must exist."""
+    metrics = [] if names in ('none', '') else names.split(',')
+    if metrics:
+        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} '
+                            f'or none')
+        inception.resolve(inception_spec)  # The feature network must exist before hours of training, not after.
+    return metrics
 
 
 def _check_augment_and_metrics(opts):
@@ -101,14 +118,7 @@ def _check_augment_and_metrics(opts):
         raise UserError('--p can only be used with --aug=fixed')
     if opts['augpipe'] not in AUGPIPES:
         raise UserError(f'unknown --augpipe {opts["augpipe"]!r}; choose one of {", ".join(AUGPIPES)}')
-    metrics = [] if opts['metrics'] in ('none', '') else opts['metrics'].split(',')
-    if metrics:
-        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
-        if bad:
-            raise UserError(f'unknown metric(s) {", ".join(bad)}; valid: {", ".join(metric_main.list_valid_metrics())} '
-                            f'or none')
-        inception.resolve(opts['inception'])  # The feature network must exist before hours of training, not after.
-    return metrics
+    return parse_metrics(opts['metrics'], opts['inception'])
 
 
 def _network_kwargs(opts, spec, res):
@@ -142,6 +152,18 @@ def load_training_set(training_set_kwargs):
     tsk = training_set_kwargs
     return datasets.load_training_set(tsk['data'], tsk['resolution'], data_root=tsk['data_root'],
                                       max_size=tsk['max_size'], mirror=tsk['mirror'], seed=tsk['seed'])
+
+
+def _check_writable(outdir):
+    """--outdir, or the folder it would be made in, must take new files: fail before any work, not after it."""
+    folder = os.path.abspath(outdir)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UserError(f'--outdir={outdir}: {folder} is a file, not a folder; choose another --outdir')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f'--outdir={outdir}: {folder} is not writable (read-only or no permission); choose another '
+                        f'--outdir')
 
 
 def _resume_kind(resume):
@@ -189,9 +211,16 @@ def _run_rank(rank, args, training_set=None):
     evaluate = metric_main.snapshot_evaluator(args['metrics'], training_set, args['run_dir'], device,
                                               num_gpus=args['num_gpus'], rank=rank, inception_spec=args['inception'])
     log = dnnlib.util.Logger(os.path.join(args['run_dir'], 'log.txt')) if rank == 0 else contextlib.nullcontext()
-    with log:
-        training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
-                                    rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
+    try:
+        with log:
+            training_loop.training_loop(run_dir=args['run_dir'], training_set=training_set, training_set_kwargs=tsk,
+                                        rank=rank, device=device, snapshot_metrics=evaluate, **loop_kwargs)
+    except OSError as e:
+        if e.errno not in dnnlib.util.ENVIRONMENT_ERRORS:
+            raise
+        # Every file is written whole or not at all, and training-state.pt last: the run can continue.
+        raise UserError(f'{e.filename or args["run_dir"]}: {e.strerror}; what the run wrote before is intact: '
+                        f'free space or fix the permissions, then resume with --resume={args["run_dir"]}') from None
 
 
 def _torchrun_world():
@@ -207,7 +236,7 @@ def launch(args, training_set=None):
         torch.multiprocessing.spawn(_subprocess_fn, args=(args, temp_dir), nprocs=args['num_gpus'])
 
 
-def launch_torchrun(opts, script_resolution, cfg_names):
+def launch_torchrun(opts, script_resolution, cfg_names, given=frozenset()):
     """Under torchrun every process runs this script: rank 0 validates and creates the run, then all ranks train."""
     torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -215,7 +244,7 @@ def launch_torchrun(opts, script_resolution, cfg_names):
     message = [None, False, None]  # Rank 0's args, go and error, for every rank.
     if rank == 0:
         try:
-            run = prepare_run(dict(opts, gpus=world), script_resolution, cfg_names)
+            run = prepare_run(dict(opts, gpus=world), script_resolution, cfg_names, given)
             message = [run.args, run.go, None]
         except UserError as e:
             message = [None, False, str(e)]
@@ -230,32 +259,78 @@ def launch_torchrun(opts, script_resolution, cfg_names):
     return args, go and rank == 0
 
 
-def prepare_run(opts, resolution, cfg_names):
-    """Validate everything, then create (or reopen, for an exact resume) the run directory; returns a PreparedRun."""
+def _option_name(name):
+    return '--[no-]auto-test' if name == 'auto_test' else '--' + name.replace('_', '-')
+
+
+def reopen_run(opts, run_dir, state_path, given):
+    """args of an exact resume: the stored run's, with only the RESUME_MAY_CHANGE options taken from `given`."""
+    options_path = os.path.join(run_dir, 'training_options.json')
+    args = dnnlib.util.read_json(options_path)
+    if args is None:
+        raise UserError(f'--resume={run_dir}: no training_options.json in that directory; resume a run directory '
+                        f'made by this training script')
+    stored = args.get('cli_options')
+    others = sorted(name for name in given if name not in RESUME_MAY_CHANGE + ('resume',))
+    differ = [name for name in others if stored is None or opts[name] != stored.get(name)]
+    if differ:
+        had = '' if stored is None else \
+            f' (the run has {", ".join(f"{_option_name(n)}={stored.get(n)}" for n in differ)})'
+        raise UserError(f'--resume={run_dir} continues that run with its own options, but '
+                        f'{", ".join(f"{_option_name(n)}={opts[n]}" for n in differ)} differ{had}; only '
+                        f'{", ".join(_option_name(n) for n in RESUME_MAY_CHANGE)} may change on resume: drop the '
+                        f'others, or start a new run')
+    training_loop.check_resumable(run_dir, state_path)  # Before anything in the run directory changes.
+    for tmp in glob.glob(os.path.join(glob.escape(run_dir), '.tmp-*')):
+        os.remove(tmp)  # What atomic_write of the killed process left half-written: never read, only in the way.
+    changed = {name: opts[name] for name in given if name in RESUME_MAY_CHANGE}
+    options = dict(stored or {k: opts[k] for k in RESUME_MAY_CHANGE}, **changed)
+    if 'kimg' in changed:
+        args['total_kimg'] = changed['kimg']
+    if 'snap' in changed:
+        args['image_snapshot_ticks'] = args['network_snapshot_ticks'] = changed['snap']
+    if 'metrics' in changed:
+        args['metrics'] = parse_metrics(changed['metrics'], args.get('inception'))
+    record = dict(args, cli_options=options, run_dir=run_dir)
+    if options['dry_run']:
+        print(json.dumps(record, indent=2))
+        print(f'Dry run: would resume {run_dir} from {state_path}')
+        return PreparedRun(record, False)
+    if record != args:
+        dnnlib.util.write_json(options_path, record)  # The record says what the run was trained with.
+    return PreparedRun(dict(record, resume_state=state_path), True)
+
+
+def prepare_run(opts, resolution, cfg_names, given=frozenset()):
+    """Validate everything, then create (or reopen, for an exact resume) the run directory. Returns a PreparedRun.
+    `given` names the options set on the command line (not left at their defaults), which an exact resume checks."""
     kind, resume_dir, resume_path = _resume_kind(opts['resume'])
     if kind == 'exact':
-        with open(os.path.join(resume_dir, 'training_options.json'), encoding='utf-8') as f:
-            args = json.load(f)
-        if opts['kimg'] is not None:
-            args['total_kimg'] = opts['kimg']
-        args['resume_state'] = resume_path
-        args['run_dir'] = resume_dir
-        return PreparedRun(args, True)
+        return reopen_run(opts, resume_dir, resume_path, given)
 
     if not opts['outdir'] or not opts['data']:
         raise UserError('--outdir and --data are required (unless --resume points to a run directory)')
+    _check_writable(opts['outdir'])
     desc, kwargs, res = build_options(opts, resolution, cfg_names)
+    if opts['resume_partial'] and kind != 'weights':
+        raise UserError('--resume-partial only applies to --resume=<snapshot file>')
     if kind == 'weights':
         # Fail now, not after the run directory exists: the file must load and its weights fit this configuration.
-        fresh = {'G': networks.PerturbGenerator(**kwargs['G_kwargs']), 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs'])}
-        checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path)
-        kwargs.update(resume_pkl=resume_path, ema_rampup=None, ada_kimg=100)
+        G = networks.PerturbGenerator(**kwargs['G_kwargs'])
+        fresh = {'G': G, 'D': networks.DiscriminatorOpen(**kwargs['D_kwargs']), 'G_ema': G}
+        _, unfit, unused = checkpoint.check_weights_fit(checkpoint.load_snapshot(resume_path), fresh, resume_path,
+                                                        partial=opts['resume_partial'])
+        if opts['resume_partial']:
+            print(f'Resuming partially from {resume_path}: {len(unfit)} tensors stay as initialised'
+                  f'{": " + ", ".join(unfit) if unfit else ""}; {len(unused)} of its tensors are not used'
+                  f'{": " + ", ".join(unused) if unused else ""}')
+        kwargs.update(resume_pkl=resume_path, resume_partial=opts['resume_partial'], ema_rampup=None, ada_kimg=100)
         desc += '-resumecustom'
     tsk = dict(data=opts['data'], resolution=res, data_root=opts['data_root'], max_size=opts['subset'],
                mirror=opts['mirror'], seed=opts['seed'])
     training_set = load_training_set(tsk)  # Also builds the decoded cache.
     tsk.update(name=training_set.name, size=len(training_set))
-    args = dict(kwargs, training_set_kwargs=tsk)
+    args = dict(kwargs, training_set_kwargs=tsk, cli_options=dict(opts))
     run_dir = dnnlib.util.next_run_dir(opts['outdir'], f'{training_set.name}-{desc}')
     args['run_dir'] = run_dir
     if opts['dry_run']:
@@ -264,8 +339,7 @@ def prepare_run(opts, resolution, cfg_names):
         return PreparedRun(args, False)
     os.makedirs(run_dir)
     try:
-        with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-            json.dump(args, f, indent=2)
+        dnnlib.util.write_json(os.path.join(run_dir, 'training_options.json'), args)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -280,7 +354,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--gpus', type=int, default=1, show_default=True, help='Processes on this machine (or use torchrun)'),
             click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='Snapshot interval in ticks'),
             click.option('--metrics', default='fid10k_full,kid10k_full', show_default=True, help='Comma-separated metrics, or none'),
-            click.option('--seed', type=int, default=0, show_default=True, help='Random seed'),
+            click.option('--seed', type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True, help='Random seed'),
             click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit'),
             click.option('--data', help='cub | dog | car | synthetic | collage | an image folder | a dataset zip', metavar='SPEC'),
             click.option('--data-root', help='Where cub/dog/car live [default: $ILSGAN_DATA_ROOT or ./datasets]', metavar='DIR'),
@@ -289,7 +363,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--mirror', type=bool, default=False, help='Add x-flipped copies of the images'),
             click.option('--cfg', default=default_cfg, show_default=True, help=f'Preset: {", ".join(cfg_names)}'),
             click.option('--resolution', type=int, help='Override the resolution (power of two)'),
-            click.option('--gamma', type=float, help='R1 weight [default: 0.0002*R^2/batch]'),
+            click.option('--gamma', type=click.FloatRange(min=0), help='R1 weight [default: 0.0002*R^2/batch]'),
             click.option('--map', type=click.IntRange(min=1), help='Mapping depth [default: preset]'),
             click.option('--mask-bias', type=float, help='Initial mask-logit bias; negative starts with an empty foreground [default: preset]'),
             click.option('--pl-weight', type=float, help='Accepted for compatibility; path-length reg. is off in ILSGAN'),
@@ -305,6 +379,8 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--target', type=click.FloatRange(0, 1), default=0.6, show_default=True, help='ADA target'),
             click.option('--augpipe', default='bgc', show_default=True, help=f'Augmentations: {", ".join(AUGPIPES)}'),
             click.option('--resume', default='noresume', help='Run dir / training-state.pt (exact) or snapshot (weights)'),
+            click.option('--resume-partial', is_flag=True,
+                         help='With --resume=<snapshot>: start what the snapshot lacks from random (listed)'),
             click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze-D layers'),
             click.option('--fp32', is_flag=True, help='Disable mixed precision'),
             click.option('--nhwc', is_flag=True, help='channels_last for fp16 layers'),
@@ -336,33 +412,47 @@ def make_command(script_resolution, default_auto_test):
     @click_options(cfg_names, default_cfg, default_auto_test)
     @dnnlib.util.cli_errors
     def command(**opts):
-        return main(script_resolution, **opts)
+        return main(script_resolution, given_options(opts), **opts)
     return command
 
 
-def main(script_resolution, **opts):
-    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation.
-    Returns the run directory (None for a dry run)."""
+def given_options(opts):
+    """The names of the options of the running click command that were set on the command line, not defaulted."""
+    ctx = click.get_current_context()
+    return {name for name in opts
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def main(script_resolution, given=frozenset(), **opts):
+    """Entry point of both scripts: validate, train, and optionally run the automatic evaluation. `given` names the
+    options set on the command line. Returns the run directory (None for a dry run)."""
     cfg_names, _ = presets.SCRIPT_PRESETS[script_resolution]
     if opts['pl_weight'] is not None:
         print('Note: --pl-weight has no effect; ILSGAN disables path-length regularisation (as the original).')
     if _torchrun_world() > 1:
-        args, go = launch_torchrun(opts, script_resolution, cfg_names)
+        args, go = launch_torchrun(opts, script_resolution, cfg_names, given)
     else:
-        run = prepare_run(opts, script_resolution, cfg_names)
+        run = prepare_run(opts, script_resolution, cfg_names, given)
         args, go = run.args, run.go
         if go:
             print(f'Training in {args["run_dir"]}')
             launch(args, run.training_set)
     if not go:
         return None
-    if opts['auto_test']:
+    evaluate(args)
+    return args['run_dir']
+
+
+def evaluate(args):
+    """After training: the automatic evaluation if the run's options ask for it (with the run's seed), else the
+    report alone."""
+    options = args['cli_options']
+    if options['auto_test']:
         auto_test.run_auto_test(args['run_dir'], real_data=args['training_set_kwargs']['data'],
-                               data_root=args['training_set_kwargs']['data_root'], n=opts['auto_test_n'],
-                               seg_iters=opts['auto_test_iters'], mine_iters=opts['auto_test_mine_iters'],
-                               metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
-                               seed=opts['seed'], polarity=opts['auto_test_polarity'],
-                               unet_width=opts['auto_test_unet_width'])  # Writes report.html too.
+                                data_root=args['training_set_kwargs']['data_root'], n=options['auto_test_n'],
+                                seg_iters=options['auto_test_iters'], mine_iters=options['auto_test_mine_iters'],
+                                metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
+                                seed=args['random_seed'], polarity=options['auto_test_polarity'],
+                                unet_width=options['auto_test_unet_width'])  # And report.html.
     else:
         print(f'Report: {write_report(args["run_dir"])}')
-    return args['run_dir']

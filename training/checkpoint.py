@@ -1,18 +1,17 @@
 """Snapshots that load without running code from the file.
 
 A snapshot is a torch.save'd dict of plain data: for each network its class name, constructor kwargs and
-state_dict. `load_snapshot` reads it with torch.load(weights_only=True) and rebuilds the modules from this
-project's own classes. The original's pickles are accepted too: training/legacy.py reads them as the same plain
-data, and `load_network_pkl` builds their networks.
+state_dict. `load_snapshot` reads it with torch.load(weights_only=True), its checksums checked, and rebuilds the
+modules from this project's own classes. The original's pickles are accepted too: training/legacy.py reads them as
+the same plain data, and `load_network_pkl` builds their networks.
 """
 import copy
-import pickle
-import zipfile
 
 import torch
 
 import dnnlib
 from dnnlib.util import UserError
+from torch_utils import files
 from training import augment, legacy, networks
 
 FORMAT = 'ilsgan-snapshot-v1'
@@ -79,10 +78,7 @@ def load_snapshot(path):
     if head[:2] != b'PK':
         with open(path, 'rb') as f:
             return load_network_pkl(f)
-    try:
-        data = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, OSError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as e:
-        raise UserError(f'{path} is not a readable snapshot ({str(e).splitlines()[0][:120]}); was the file cut short?') from None
+    data = files.load(path, 'snapshot')
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise UserError(f'{path} is a torch file but not an ILSGAN snapshot (no format tag {FORMAT!r})')
     out = {key: build_module(data.get(key), name=f'{path}:{key}') for key in NETWORK_KEYS}
@@ -106,25 +102,58 @@ def load_network_pkl(f):
     return out
 
 
-def check_weights_fit(snapshot, modules, path):
-    """Raise a UserError unless each network of `snapshot` is for the same resolution as its twin in `modules` and
-    every tensor they share by name has the same shape (what --resume=<weights> copies)."""
+def _names(names, limit=3):
+    """'a, b, c and 4 more' for error lines."""
+    names = list(names)
+    more = f' and {len(names) - limit} more' if len(names) > limit else ''
+    return ', '.join(names[:limit]) + more
+
+
+def check_weights_fit(snapshot, modules, path, partial=False):
+    """What --resume=<weights> copies: (plan, unfit, unused). plan maps each key of `modules` to the names of the
+    tensors the snapshot provides for it; unfit lists the tensors of `modules` it does not provide (absent, or of
+    another shape) and unused the snapshot's tensors whose names `modules` lacks.
+
+    Each network of the snapshot must be for the resolution of its twin in `modules`, and, unless `partial`, every
+    parameter and buffer of `modules` must come from the snapshot (same name, same shape) and every tensor of the
+    snapshot must have a place: else a UserError names what does not fit.
+    """
+    plan, missing, reshaped, shapes, unused = {}, [], [], [], []
     for key, module in modules.items():
         source = snapshot.get(key)
+        wanted = module.state_dict()
         if source is None:
+            plan[key] = set()
+            missing += [f'{key}.{name}' for name in wanted]
             continue
-        trained, wanted = getattr(source, 'img_resolution', None), getattr(module, 'img_resolution', None)
-        if trained != wanted:
-            raise UserError(f'{path}: its {key} is for {trained} px images, this run trains at {wanted} px; '
+        trained, res = getattr(source, 'img_resolution', None), getattr(module, 'img_resolution', None)
+        if trained != res:
+            raise UserError(f'{path}: its {key} is for {trained} px images, this run trains at {res} px; '
                             f'resume with --resolution={trained} or from a snapshot of this resolution')
-        src = dict(source.named_parameters(), **dict(source.named_buffers()))
-        dst = dict(module.named_parameters(), **dict(module.named_buffers()))
-        shared = [name for name in dst if name in src]
-        if not shared:
-            raise UserError(f'{path}: its {key} shares no weights with this configuration; resume from a snapshot of '
-                            f'the same architecture')
-        for name in shared:
-            if src[name].shape != dst[name].shape:
-                raise UserError(f'{path}: {key}.{name} has shape {list(src[name].shape)}, this configuration needs '
-                                f'{list(dst[name].shape)}; resume with the resolution, --cfg and --map it was trained with')
+        given = source.state_dict()
+        plan[key] = {name for name, t in wanted.items() if name in given and given[name].shape == t.shape}
+        missing += [f'{key}.{name}' for name in wanted if name not in given]
+        reshaped += [f'{key}.{name}' for name in wanted if name in given and name not in plan[key]]
+        shapes += [f'{list(given[name].shape)} there, {list(t.shape)} here' for name, t in wanted.items()
+                   if name in given and name not in plan[key]]
+        unused += [f'{key}.{name}' for name in given if name not in wanted]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} tensors of this configuration are not in it: {_names(missing)}')
+    if reshaped:
+        problems.append(f'{len(reshaped)} have another shape: {_names(reshaped)} (the first is {shapes[0]})')
+    if unused:
+        problems.append(f'{len(unused)} of its tensors have no place here: {_names(unused)}')
+    if problems and not partial:
+        raise UserError(f'{path} does not fit this configuration ({"; ".join(problems)}); resume with the '
+                        f'resolution, --cfg and --map it was trained with, or pass --resume-partial to start the '
+                        f'rest from random')
+    return plan, missing + reshaped, unused
 
+
+def copy_weights(snapshot, modules, plan):
+    """Copy the tensors named by `plan` (from check_weights_fit) from the snapshot's networks into `modules`."""
+    for key, module in modules.items():
+        if plan[key]:
+            given = snapshot[key].state_dict()
+            module.load_state_dict({name: given[name] for name in plan[key]}, strict=False)

@@ -11,7 +11,7 @@ network snapshot, metrics, training state) once per tick.
 import contextlib
 import copy
 import dataclasses
-import json
+import glob
 import os
 import queue
 import sys
@@ -24,8 +24,8 @@ import torch
 import tqdm
 
 import dnnlib
-from dnnlib.util import atomic_write, format_time
-from torch_utils import misc, training_stats
+from dnnlib.util import append_jsonl, atomic_write, fault_point, format_time, read_jsonl, write_jsonl
+from torch_utils import files, misc, training_stats
 from training import augment, checkpoint, loss as loss_lib, mask_stats, networks, visualize
 from training.estimators import ModelBag
 
@@ -61,6 +61,7 @@ class TrainingOptions:
     network_snapshot_ticks: int = 50
     mask_bias_init: Optional[float] = None  # Initial mask-logit bias (networks.set_mask_logit_bias); None keeps 0.
     resume_pkl: Optional[str] = None        # Weights to start from (our snapshot or an original pickle).
+    resume_partial: bool = False            # Let resume_pkl leave what it does not provide as initialised.
     resume_state: Optional[str] = None      # A training-state.pt to continue exactly.
     cudnn_benchmark: bool = True
     allow_tf32: bool = False
@@ -108,7 +109,9 @@ def snapshot_name(cur_nimg):
 class BatchFeeder:
     """Serves [batch, 3, R, R] uint8 batches from the dataset in the sampler's order, prefetching on a thread.
 
-    `skip` batches are drawn and dropped up front, which puts a resumed run's data order where it left off.
+    `skip` batches are drawn and dropped up front, which puts a resumed run's data order where it left off. An error
+    while reading is handed over the queue and raised by next() as a UserError, so the run stops at once instead of
+    waiting forever for a batch that will not come.
     """
 
     def __init__(self, dataset, batch, rank, num_replicas, seed, skip=0, device='cpu'):
@@ -123,15 +126,23 @@ class BatchFeeder:
         self.thread.start()
 
     def _fill(self):
-        while True:
-            idx = [next(self.indices) for _ in range(self.batch)]
-            x = torch.from_numpy(np.stack([self.dataset[i] for i in idx]))
-            if self.device.type == 'cuda':
-                x = x.pin_memory()
-            self.queue.put(x)
+        try:
+            while True:
+                fault_point('data')
+                idx = [next(self.indices) for _ in range(self.batch)]
+                x = torch.from_numpy(np.stack([self.dataset[i] for i in idx]))
+                if self.device.type == 'cuda':
+                    x = x.pin_memory()
+                self.queue.put(x)
+        except BaseException as e:
+            self.queue.put(e)
 
     def next(self):
-        return self.queue.get().to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
+        x = self.queue.get()
+        if isinstance(x, BaseException):
+            raise dnnlib.UserError(f'reading the training data failed ({type(x).__name__}: {x}); what the run wrote '
+                                   f'before is intact: fix the data and resume with --resume=<run dir>') from x
+        return x.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
 
 
 class TickLog:
@@ -141,7 +152,7 @@ class TickLog:
         stats_path = os.path.join(run_dir, 'stats.jsonl')
         if o.resume_state is not None:
             drop_stats_after(stats_path, progress.cur_nimg)
-        self.stats_jsonl = open(stats_path, 'at', encoding='utf-8')
+        self.stats_path = stats_path
         self.tfevents = _tensorboard_writer(run_dir)
         self.start_time = start_time
         self.mask_warnings = {}
@@ -167,8 +178,7 @@ class TickLog:
         self.mask_warnings = warnings
         self.bar.update(p.cur_nimg / 1000 - self.bar.n)
         self.bar.set_postfix_str(f'G {mean("Loss/G/loss"):.2f} p {mean("Progress/augment"):.3f}')
-        self.stats_jsonl.write(json.dumps(dict(stats, timestamp=time.time())) + '\n')
-        self.stats_jsonl.flush()
+        append_jsonl(self.stats_path, [dict(stats, timestamp=time.time())])
         if self.tfevents is not None:
             for name, value in stats.items():
                 self.tfevents.add_scalar(name, value['mean'], global_step=int(p.cur_nimg / 1e3),
@@ -177,7 +187,6 @@ class TickLog:
 
     def close(self):
         self.bar.close()
-        self.stats_jsonl.close()
         if self.tfevents is not None:
             self.tfevents.close()
 
@@ -201,9 +210,10 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
     models = build_models(o, device, is_main)
     progress = Progress()
     if o.resume_state is not None:
-        progress = _load_training_state(o.resume_state, rank, models)
+        progress, metric_records = _load_training_state(o.resume_state, rank, models)
         if is_main:
             print(f'Resuming exactly from "{o.resume_state}" at {progress.cur_nimg / 1000:.1f} kimg')
+            drop_metric_records_after(run_dir, metric_records)
     loss, phases = build_phases(o, models, device)
     grid = _SnapshotGrid(run_dir, o, training_set, models, loss, device) if is_main else None
     if grid is not None and progress.cur_nimg == 0:
@@ -223,6 +233,7 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
         update_ema(models.G_ema, models.G, loss_lib.ema_beta(o.batch_size, progress.cur_nimg, o.ema_kimg, o.ema_rampup))
         progress.cur_nimg += o.batch_size
         progress.batch_idx += 1
+        fault_point('iter')
         if models.ada is not None and models.ada.step(progress.batch_idx):
             augment_on = float(models.augment_pipe.p) > 0  # One host sync every ada_interval iterations.
         done = progress.cur_nimg >= o.total_kimg * 1000
@@ -231,6 +242,7 @@ def training_loop(run_dir, training_set, training_set_kwargs, rank=0, device='cp
         if not done and progress.cur_tick != 0 and progress.cur_nimg < tick_end_nimg:
             continue
         sigma = end_tick(collector, log, grid, progress, loss, models.augment_pipe, device, o.image_snapshot_ticks)
+        fault_point('tick')
         maintenance_start = time.time()
         save_snapshot(run_dir, o, training_set_kwargs, rank, models, progress, grid, sigma, snapshot_metrics, done)
         progress.maintenance_time = time.time() - maintenance_start
@@ -274,17 +286,21 @@ def build_models(o, device, is_main):
                                         kimg=o.ada_kimg)
 
     if o.resume_pkl is not None and o.resume_state is None:
-        if is_main:
-            print(f'Resuming weights from "{o.resume_pkl}"')
-        snap = checkpoint.load_snapshot(o.resume_pkl)
-        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            if snap.get(name) is not None:
-                misc.copy_params_and_buffers(snap[name], module, require_all=False)
+        _start_from_weights(o, {'G': G, 'D': D, 'G_ema': G_ema}, is_main)
 
     D_params = list(D.parameters()) + (list(bag.parameters()) if bag is not None else [])
     return Models(G=G, D=D, G_ema=G_ema, bag=bag, augment_pipe=augment_pipe, ada=ada,
                   G_opt=lazy_reg_adam(G.parameters(), o.G_opt_kwargs, o.G_reg_interval),
                   D_opt=lazy_reg_adam(D_params, o.D_opt_kwargs, o.D_reg_interval))
+
+
+def _start_from_weights(o, nets, is_main):
+    """Copy o.resume_pkl's weights into `nets`: all of them, unless o.resume_partial lets some stay as initialised."""
+    snap = checkpoint.load_snapshot(o.resume_pkl)
+    plan, unfit, _ = checkpoint.check_weights_fit(snap, nets, o.resume_pkl, partial=o.resume_partial)
+    checkpoint.copy_weights(snap, nets, plan)
+    if is_main:
+        print(f'Resuming weights from "{o.resume_pkl}"' + (f' ({len(unfit)} tensors as initialised)' if unfit else ''))
 
 
 def lazy_reg_adam(params, kwargs, reg_interval):
@@ -394,7 +410,8 @@ def save_snapshot(run_dir, o, training_set_kwargs, rank, models, progress, grid,
     if snapshot_metrics is not None:
         snapshot_metrics(m.G_ema, snap_path, sigma)
     next_tick = dataclasses.replace(p, cur_tick=p.cur_tick + 1)
-    _save_training_state(os.path.join(run_dir, STATE_FILE), rank, o.num_gpus, m, next_tick)
+    metric_records = metric_log_lengths(run_dir) if rank == 0 else {}
+    _save_training_state(os.path.join(run_dir, STATE_FILE), rank, o.num_gpus, m, next_tick, metric_records)
 
 
 class _SnapshotGrid:
@@ -457,18 +474,40 @@ def _generate_grid(G, z, eps, device, batch=64):
 def drop_stats_after(path, cur_nimg):
     """A resumed run replays the ticks after its last snapshot: drop their old lines (and a half-written last one)
     so that stats.jsonl holds each tick once."""
-    if not os.path.isfile(path):
-        return
-    kept = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            try:
-                if json.loads(line)['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9:
-                    kept.append(line)
-            except (ValueError, KeyError):
-                break
-    with atomic_write(path, 'w') as f:
-        f.writelines(kept)
+    if os.path.isfile(path):
+        write_jsonl(path, [r for r in _stats_records(path) if r['Progress/kimg']['mean'] <= cur_nimg / 1000 + 1e-9])
+
+
+def _stats_records(path):
+    records = read_jsonl(path)
+    if any('Progress/kimg' not in r for r in records):
+        raise dnnlib.UserError(f'{path} holds a record without Progress/kimg, which training never writes; repair or '
+                               f'delete that line')
+    return records
+
+
+def check_resumable(run_dir, state_path):
+    """What an exact resume of `run_dir` reads, checked before anything there is touched: the checksums of the
+    training state and every line of the run's logs. A damaged one is a UserError naming it."""
+    files.check(state_path, STATE_FILE)
+    _stats_records(os.path.join(run_dir, 'stats.jsonl'))
+    metric_log_lengths(run_dir)
+
+
+def metric_log_lengths(run_dir):
+    """{metric-<name>.jsonl: the records it holds} for the run's metric logs."""
+    return {os.path.basename(path): len(read_jsonl(path))
+            for path in glob.glob(os.path.join(glob.escape(run_dir), 'metric-*.jsonl'))}
+
+
+def drop_metric_records_after(run_dir, lengths):
+    """A resumed run replays the snapshots after its training state, and scores them again: drop what they wrote
+    before (the records past `lengths`, from metric_log_lengths at that state), so each snapshot is scored once."""
+    for name, count in lengths.items():
+        path = os.path.join(run_dir, name)
+        records = read_jsonl(path)
+        if len(records) > count:
+            write_jsonl(path, records[:count])
 
 
 def _tensorboard_writer(run_dir):
@@ -510,7 +549,8 @@ def _optional_state(module):
     return module.state_dict() if module is not None else None
 
 
-def _save_training_state(path, rank, num_gpus, models, progress):
+def _save_training_state(path, rank, num_gpus, models, progress, metric_records):
+    """metric_records: metric_log_lengths of the run now, which a resume restores (drop_metric_records_after)."""
     m = models
     rng = _all_ranks(_rng_state(), num_gpus)
     ada_states = _all_ranks(_optional_state(m.ada), num_gpus)
@@ -521,15 +561,26 @@ def _save_training_state(path, rank, num_gpus, models, progress):
         'augment_pipe': _optional_state(m.augment_pipe), 'ada': ada_states,
         'G_opt': m.G_opt.state_dict(), 'D_opt': m.D_opt.state_dict(), 'rng': rng,
         'cur_nimg': progress.cur_nimg, 'cur_tick': progress.cur_tick, 'batch_idx': progress.batch_idx,
+        'metric_records': metric_records,
     }
     with atomic_write(path) as f:
         torch.save(state, f)
 
 
 def _load_training_state(path, rank, models):
-    """Load everything _save_training_state wrote into `models` and this rank's RNGs; returns the Progress."""
+    """Load everything _save_training_state wrote into `models` and this rank's RNGs; returns the Progress and the
+    metric log lengths. A damaged file, or one of another configuration, is a UserError naming it."""
+    state = files.load(path, STATE_FILE)
+    try:
+        progress = _restore(state, path, rank, models)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise dnnlib.UserError(f'{path} does not fit this run ({" ".join(str(e).split())[:160]}); restore its own '
+                               f'{STATE_FILE}, or start a new run from a snapshot with --resume=<snapshot>') from None
+    return progress, state.get('metric_records', {})
+
+
+def _restore(state, path, rank, models):
     m = models
-    state = torch.load(path, map_location='cpu', weights_only=True)
     m.G.load_state_dict(state['G'])
     m.D.load_state_dict(state['D'])
     m.G_ema.load_state_dict(state['G_ema'])
