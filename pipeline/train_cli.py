@@ -63,7 +63,7 @@ def build_options(opts, resolution, cfg_names):
         ada_target=opts['target'] if opts['aug'] == 'ada' else None,
         metrics=metrics, random_seed=opts['seed'], num_gpus=gpus, batch_size=batch, batch_gpu=batch_gpu,
         ema_kimg=batch * 10 / 32, ema_rampup=0.05,
-        mask_bias_init=opts['mask_bias'] if opts['mask_bias'] is not None else spec.mask_bias,
+        mask_bias_init=spec.mask_bias if opts.get('mask_bias') is None else opts['mask_bias'],
         total_kimg=opts['kimg'] if opts['kimg'] is not None else spec.kimg,
         kimg_per_tick=opts['tick'] or spec.kimg_per_tick,
         image_snapshot_ticks=opts['snap'], network_snapshot_ticks=opts['snap'],
@@ -453,6 +453,6 @@ def evaluate(args):
                                 seg_iters=options['auto_test_iters'], mine_iters=options['auto_test_mine_iters'],
                                 metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
                                 seed=args['random_seed'], polarity=options['auto_test_polarity'],
-                                unet_width=options['auto_test_unet_width'])  # And report.html.
+                                unet_width=options.get('auto_test_unet_width', 64))  # And report.html.
     else:
         print(f'Report: {write_report(args["run_dir"])}')

@@ -107,7 +107,8 @@ def test_demo_pipeline_end_to_end(tmp_path):
     for key in ('pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE'):
         assert 0 <= seg[key] <= 1, key
     info = demo_model.shipped_info()
-    assert summary['segmentation']['scale'] == info['resolution'] and summary['kimg'] == info['kimg']
+    settings = summary['segmentation']['settings']
+    assert settings['score_size'] == info['resolution'] and settings['unet_width'] == 16 and summary['kimg'] == info['kimg']
     assert set(summary['mi']['results']) == {'separate', 'single'}
     html = open(os.path.join(shipped, 'report.html'), encoding='utf-8').read()
     assert f'masks{info["kimg"]:06d}.png' in html and f'layers{info["kimg"]:06d}.png' in html and 'IoU' in html
