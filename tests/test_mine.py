@@ -123,7 +123,8 @@ def test_cli_end_to_end(tmp_path):
         assert set(json.load(f)) == {'separate', 'single'}
 
     # An explicit outdir with finished modes is reused, not retrained.
-    result = CliRunner().invoke(eval_MI_MINE.main, [f'--path={syn}', f'--outdir={run_dir}', '--mode=single'])
+    result = CliRunner().invoke(eval_MI_MINE.main, [f'--path={syn}', f'--outdir={run_dir}', '--mode=single',
+                                                    '--iters=30', '--resolution=16', '--bound=dv'])
     assert result.exit_code == 0 and 'reusing' in result.output
 
 

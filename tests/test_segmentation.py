@@ -200,8 +200,8 @@ def test_e64_cli_writes_everything(e64_run):
     test = seg_eval.read_jsonl(e64_run / 'metric-test.jsonl')
     assert set(test[0]) == {'results', 'metric', 'total_time', 'total_time_str', 'snapshot_pth', 'timestamp'}
     results = json.loads((e64_run / 'results.json').read_text())
-    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter'}
-    assert results == dict(test[0]['results'], best_iter=seg_eval.best_val(val)['iter'])
+    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width'}
+    assert results == dict(test[0]['results'], best_iter=seg_eval.best_val(val)['iter'], unet_width=64)
     ckpts = sorted(p.name for p in e64_run.glob('network-snapshot-*.pth'))  # Only the best and the last are kept.
     assert ckpts == sorted({seg_eval.snapshot_name(results['best_iter']), 'network-snapshot-000004.pth'})
     assert Image.open(e64_run / 'seg-test.png').size == (7 * 3 * 16, 2 * 16)  # 9 test images, fewer than 192.
@@ -286,7 +286,7 @@ def test_e128_scores_at_128(data, tmp_path):
 def test_synthetic_real_data(data, tmp_path):
     results = seg_eval.run_segmentation(data['syn'], 'synthetic', str(tmp_path / 'run'), 16, 16, iters=1, batch=2,
                                         device='cpu', workers=0)
-    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter'}
+    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width'}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
