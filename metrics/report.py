@@ -188,7 +188,7 @@ def section_masks(run_dir, plot_dir):
     if ticks:
         last = {k: ticks[-1][f'Masks/{k}']['mean'] for k in MASK_KEYS if f'Masks/{k}' in ticks[-1]}
         rows.append((f'G_ema at {ticks[-1]["Progress/kimg"]["mean"]:g} kimg', *(last.get(k) for k in MASK_KEYS)))
-        warnings += list(mask_stats.warnings(last).values()) if len(last) == len(MASK_KEYS) else []
+        warnings += list(mask_stats.warnings(last, finished=True).values()) if len(last) == len(MASK_KEYS) else []
     summary = samples.read_json(os.path.join(run_dir, 'auto_test', 'summary.json')) or {}
     check = summary.get('masks') or {}
     if check.get('samples'):

@@ -63,6 +63,15 @@ def test_summary_and_warnings():
     assert 'less_varied' not in mask_stats.warnings(s, reference_shape_iou=s['shape_iou'])
     soft = torch.full((4, 32, 32), 0.5)  # a blank mask at initialisation: neither way round, no collapse
     assert mask_stats.warnings(mask_stats.summarize(soft)) == {}
+    # A finished model is also held to formed masks on the object; the training log is not (early ticks are soft).
+    assert mask_stats.warnings(mask_stats.summarize(upright), finished=True) == {}
+    assert set(mask_stats.warnings(mask_stats.summarize(soft), finished=True)) == {'unformed'}
+    speckle = (torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    s_speckle = mask_stats.summarize(speckle)  # binary scatter: its low shape IoU is not variety
+    assert s_speckle['binary'] == 1 and s_speckle['shape_iou'] < 0.3
+    assert mask_stats.warnings(s_speckle) == {}
+    assert set(mask_stats.warnings(s_speckle, finished=True)) == {'off_object'}
+    assert set(mask_stats.warnings(mask_stats.summarize(1 - upright), finished=True)) == {'inverted'}
     leaning = 0.4 + 0.2 * (1 - torch.stack([disc()] * 4))  # soft masks that lean the wrong way: not yet formed
     s = mask_stats.summarize(leaning)
     assert s['inverted'] == 1 and mask_stats.warnings(s) == {} and not mask_stats.decide_flip(s, 'auto')

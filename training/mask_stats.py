@@ -19,6 +19,7 @@ MARGIN = 0.1
 INVERTED_WARN = 0.5     # warn when more than this fraction of samples is inverted...
 BINARY_MIN = 0.5        # ...and the masks have formed (at least this fraction of pixels below 0.1 or above 0.9)
 COLLAPSE_WARN = 0.85    # warn when the centred shapes overlap this much on average
+UPRIGHT_MIN = 0.5       # a finished model's formed masks should be upright in most samples
 
 
 def _as_batch(masks):
@@ -86,9 +87,18 @@ def summarize(masks):
     }
 
 
-def warnings(summary, reference_shape_iou=None):
-    """{kind: one-line warning} for a summary; kinds: inverted, empty, full, collapsed, less_varied."""
+def warnings(summary, reference_shape_iou=None, finished=False):
+    """{kind: one-line warning} for a summary; kinds: inverted, empty, full, collapsed, less_varied, and for the masks
+    of a finished model (`finished`: samples, the auto-test, the report) also unformed and off_object. During
+    training the masks of the first ticks are unformed by nature, so the training log leaves those two out."""
     out = {}
+    if finished and summary['binary'] < BINARY_MIN:
+        out['unformed'] = (f'masks not formed: only {summary["binary"]:.0%} of pixels are below 0.1 or above 0.9, '
+                           f'so the synthetic masks are soft or noisy; train longer or look at the layer grids')
+    elif finished and not is_inverted(summary) and summary['upright'] < UPRIGHT_MIN:
+        # A low shape IoU from such masks is scatter, not varied shapes.
+        out['off_object'] = (f'masks not on a central object: {summary["upright"]:.0%} of samples hold more mask in '
+                             f'the centre than on the border ({summary["inverted"]:.0%} the reverse)')
     if is_inverted(summary):
         out['inverted'] = (f'masks look inverted: {summary["inverted"]:.0%} of samples have more mask on the border '
                            f'({summary["border"]:.2f}) than in the centre ({summary["centre"]:.2f}); the foreground '
