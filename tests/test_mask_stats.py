@@ -72,6 +72,7 @@ def test_summary_and_warnings():
     assert mask_stats.warnings(s_speckle) == {}
     assert set(mask_stats.warnings(s_speckle, finished=True)) == {'off_object'}
     assert set(mask_stats.warnings(mask_stats.summarize(1 - upright), finished=True)) == {'inverted'}
+    assert set(mask_stats.warnings(mask_stats.summarize(torch.zeros(4, 32, 32)), finished=True)) == {'empty'}
     leaning = 0.4 + 0.2 * (1 - torch.stack([disc()] * 4))  # soft masks that lean the wrong way: not yet formed
     s = mask_stats.summarize(leaning)
     assert s['inverted'] == 1 and mask_stats.warnings(s) == {} and not mask_stats.decide_flip(s, 'auto')

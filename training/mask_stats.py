@@ -95,7 +95,8 @@ def warnings(summary, reference_shape_iou=None, finished=False):
     if finished and summary['binary'] < BINARY_MIN:
         out['unformed'] = (f'masks not formed: only {summary["binary"]:.0%} of pixels are below 0.1 or above 0.9, '
                            f'so the synthetic masks are soft or noisy; train longer or look at the layer grids')
-    elif finished and not is_inverted(summary) and summary['upright'] < UPRIGHT_MIN:
+    elif (finished and 0.02 <= summary['area'] <= 0.98 and not is_inverted(summary)
+          and summary['upright'] < UPRIGHT_MIN):
         # A low shape IoU from such masks is scatter, not varied shapes.
         out['off_object'] = (f'masks not on a central object: {summary["upright"]:.0%} of samples hold more mask in '
                              f'the centre than on the border ({summary["inverted"]:.0%} the reverse)')
