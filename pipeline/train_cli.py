@@ -141,7 +141,8 @@ def _loss_kwargs(opts, spec, res, batch):
     gamma = opts['gamma'] if opts['gamma'] is not None else loss_lib.r1_gamma_heuristic(res, batch)
     loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
                        ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg,
-                       msize_weight=spec.msize_weight, max_msize=spec.max_msize)
+                       msize_weight=spec.msize_weight, max_msize=spec.max_msize,
+                       border_weight=spec.border_weight if opts.get('border_weight') is None else opts['border_weight'])
     if opts['no_ils']:
         loss_kwargs['do_anti_leaking'] = False
     return loss_kwargs
@@ -366,6 +367,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--gamma', type=click.FloatRange(min=0), help='R1 weight [default: 0.0002*R^2/batch]'),
             click.option('--map', type=click.IntRange(min=1), help='Mapping depth [default: preset]'),
             click.option('--mask-bias', type=float, help='Initial mask-logit bias; negative starts with an empty foreground [default: preset]'),
+            click.option('--border-weight', type=click.FloatRange(min=0), help='Weight of the border prior (mask mass on the image border; not in the original) [default: preset]'),
             click.option('--pl-weight', type=float, help='Accepted for compatibility; path-length reg. is off in ILSGAN'),
             click.option('--kimg', type=click.IntRange(min=1), help='Training length in thousands of images'),
             click.option('--tick', type=click.IntRange(min=1), help='kimg per tick [default: preset]'),

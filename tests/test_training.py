@@ -84,6 +84,23 @@ def test_tiny_preset_bounds_the_mask_area_and_originals_do_not():
         return train_cli.build_options(_opts(cfg=cfg), 64, presets.SCRIPT_PRESETS[64][0])[1]['loss_kwargs']
     assert loss_kwargs('tiny')['max_msize'] == 0.6 and loss_kwargs('tiny')['msize_weight'] == 10.0
     assert loss_kwargs('ILS_predL')['max_msize'] is None and loss_kwargs('ILS_predL')['msize_weight'] == 2.0
+    assert loss_kwargs('tiny')['border_weight'] == 2.0
+    assert all(loss_kwargs(cfg)['border_weight'] == 0.0 for cfg in presets.SCRIPT_PRESETS[64][0] if cfg != 'tiny')
+    opts = _opts(cfg='tiny', border_weight=0.5)
+    assert train_cli.build_options(opts, 64, presets.SCRIPT_PRESETS[64][0])[1]['loss_kwargs']['border_weight'] == 0.5
+
+
+def test_border_prior_by_hand():
+    frame = torch.ones(2, 1, 16, 16)
+    frame[:, :, 2:-2, 2:-2] = 0  # The outer ring of a 16 px mask is 2 px wide.
+    blob = 1 - frame
+    off = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None)
+    on = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None, border_weight=2.0)
+    assert torch.equal(off.border_loss(frame), torch.zeros(2))  # The original has no border prior.
+    assert torch.equal(on.border_loss(frame), torch.ones(2)) and torch.equal(on.border_loss(blob), torch.zeros(2))
+    half = torch.zeros(1, 1, 16, 16)
+    half[..., :8] = 1  # The left half covers half of the ring.
+    assert torch.allclose(on.border_loss(half), torch.tensor([0.5]))
 
 
 def test_l1_estimator_only_moves_hidden_regions():

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
+from training.mask_stats import border_ring
 from training.networks import MinibatchStdLayer
 
 
@@ -78,7 +79,7 @@ class ILSLoss:
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10.0, estimator='club',
                  distribution='predetermined_laplace', ils_sigma=1.0, ils_sigma_init=0.2, ils_warmup_kimg=400,
                  neg_weight=1.0, bin_weight=2.0, msize_weight=2.0, min_msize=0.25, max_msize=None, do_perturb=True,
-                 do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None):
+                 do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None, border_weight=0.0):
         assert estimator in ('club', 'l1_distance', 'l1_distance_allowgrad')
         self.device = device
         # G: a PerturbGenerator, or its LayerGeneratorStep (possibly wrapped in DistributedDataParallel).
@@ -96,6 +97,7 @@ class ILSLoss:
         # Without the perturbation the original bounds the area from above too, at 1 - min_msize.
         self.max_msize = max_msize if max_msize is not None or do_perturb else 1 - min_msize
         self.do_perturb = do_perturb
+        self.border_weight = border_weight
         self.do_anti_leaking = do_anti_leaking
         # The estimator bag, possibly wrapped in DistributedDataParallel: call `bag_net`, read attributes of `bag`.
         self.bag_net = estimator_bag
@@ -131,6 +133,16 @@ class ILSLoss:
             loss_msize = loss_msize + F.relu(area - self.max_msize)
         return loss_bin, loss_msize
 
+    def border_loss(self, mask):
+        """Per-sample [N] mean of the un-shifted mask on the image's outer ring (the border prior; 0 when off).
+
+        Not in the original. Without it, small networks can satisfy the area bounds with a foreground layer that is a
+        frame along the image border, the object drawn in the background layer (docs/results.md).
+        """
+        if self.border_weight == 0:
+            return torch.zeros(mask.shape[0], device=mask.device)
+        return mask[:, 0, border_ring(*mask.shape[2:], device=mask.device)].mean(dim=1)
+
     def ils_term(self, layers, cur_kimg):
         """The ILS (anti-leak) term on the un-perturbed layers: sigma times the bound on both region pairs."""
         if self.estimator == 'club':
@@ -148,6 +160,7 @@ class ILSLoss:
         loss_adv = F.softplus(-logits).squeeze(1)
         loss_bin, loss_msize = self.mask_losses(shifted['mask'])
         ils = self.ils_term(layers, cur_kimg) if self.do_anti_leaking else torch.zeros([], device=logits.device)
+        loss_border = self.border_loss(layers['mask'])
         training_stats.report('Loss/scores/fake', logits)
         training_stats.report('Loss/signs/fake', logits.sign())
         training_stats.report('Loss/G/loss', loss_adv)
@@ -156,7 +169,10 @@ class ILSLoss:
         # The fraction of the image each un-shifted mask covers: 1 everywhere is the trivial "all foreground" solution.
         training_stats.report('Loss/G/mask_area', layers['mask'].mean(dim=[1, 2, 3]))
         training_stats.report('Loss/G/anti_leaking', ils)
-        return (loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize).mean() + ils
+        if self.border_weight != 0:
+            training_stats.report('Loss/G/loss_border', loss_border)
+        per_sample = loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize
+        return (per_sample + self.border_weight * loss_border).mean() + ils
 
     def accumulate_gradients(self, phase, real_img, gen_z, gen_eps, gain, cur_kimg):
         assert phase in ('Gmain', 'Dmain', 'Dreg')

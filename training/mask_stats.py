@@ -29,16 +29,21 @@ def _as_batch(masks):
     return masks.float()
 
 
+def border_ring(h, w, device=None):
+    """[H, W] bool: the outer ring of the image, an eighth of its height wide (at least one pixel)."""
+    ring = max(1, round(h / 8))
+    outer = torch.ones(h, w, dtype=torch.bool, device=device)
+    outer[ring:h - ring, ring:w - ring] = False
+    return outer
+
+
 def border_and_centre(masks):
     """Per-sample mean of the mask on the outer ring and on the central square: two [N] tensors."""
     m = _as_batch(masks)
     h, w = m.shape[-2:]
-    ring = max(1, round(h / 8))
-    inner = torch.zeros(h, w, dtype=torch.bool)
-    inner[ring:h - ring, ring:w - ring] = True
     centre = torch.zeros(h, w, dtype=torch.bool)
     centre[h // 4:h - h // 4, w // 4:w - w // 4] = True
-    return m[:, ~inner].mean(1), m[:, centre].mean(1)
+    return m[:, border_ring(h, w)].mean(1), m[:, centre].mean(1)
 
 
 def centred(binary):
