@@ -142,7 +142,9 @@ def _loss_kwargs(opts, spec, res, batch):
     loss_kwargs = dict(r1_gamma=gamma, estimator=spec.estimator, distribution=spec.distribution,
                        ils_sigma=spec.ils_sigma, ils_sigma_init=spec.ils_sigma_init, ils_warmup_kimg=spec.ils_warmup_kimg,
                        msize_weight=spec.msize_weight, max_msize=spec.max_msize,
-                       border_weight=spec.border_weight if opts.get('border_weight') is None else opts['border_weight'])
+                       border_weight=spec.border_weight if opts.get('border_weight') is None else opts['border_weight'],
+                       diversity_weight=spec.diversity_weight if opts.get('diversity_weight') is None
+                       else opts['diversity_weight'])
     if opts['no_ils']:
         loss_kwargs['do_anti_leaking'] = False
     return loss_kwargs
@@ -256,6 +258,10 @@ def launch_torchrun(opts, script_resolution, cfg_names, given=frozenset()):
         raise UserError(error)
     if go:
         _run_rank(rank, args, run.training_set if run is not None else None)
+        # Leave together, so that no rank tears its process group down while rank 0 still writes the last
+        # snapshot. A two-rank CPU run was seen to abort at exit ("terminate called without an active exception")
+        # twice on a loaded machine; the cause was not pinned down, and this removes the one ordering difference.
+        torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     return args, go and rank == 0
 
@@ -368,6 +374,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--map', type=click.IntRange(min=1), help='Mapping depth [default: preset]'),
             click.option('--mask-bias', type=float, help='Initial mask-logit bias; negative starts with an empty foreground [default: preset]'),
             click.option('--border-weight', type=click.FloatRange(min=0), help='Weight of the border prior (mask mass on the image border; not in the original) [default: preset]'),
+            click.option('--diversity-weight', type=click.FloatRange(min=0), help='Weight of the shape-diversity term (centred masks of two samples should differ; not in the original) [default: preset]'),
             click.option('--pl-weight', type=float, help='Accepted for compatibility; path-length reg. is off in ILSGAN'),
             click.option('--kimg', type=click.IntRange(min=1), help='Training length in thousands of images'),
             click.option('--tick', type=click.IntRange(min=1), help='kimg per tick [default: preset]'),

@@ -85,6 +85,7 @@ def test_tiny_preset_bounds_the_mask_area_and_originals_do_not():
     assert loss_kwargs('tiny')['max_msize'] == 0.6 and loss_kwargs('tiny')['msize_weight'] == 10.0
     assert loss_kwargs('ILS_predL')['max_msize'] is None and loss_kwargs('ILS_predL')['msize_weight'] == 2.0
     assert loss_kwargs('tiny')['border_weight'] == 2.0
+    assert all(loss_kwargs(cfg)['diversity_weight'] == 0.0 for cfg in presets.SCRIPT_PRESETS[64][0])
     assert all(loss_kwargs(cfg)['border_weight'] == 0.0 for cfg in presets.SCRIPT_PRESETS[64][0] if cfg != 'tiny')
     opts = _opts(cfg='tiny', border_weight=0.5)
     assert train_cli.build_options(opts, 64, presets.SCRIPT_PRESETS[64][0])[1]['loss_kwargs']['border_weight'] == 0.5
@@ -101,6 +102,23 @@ def test_border_prior_by_hand():
     half = torch.zeros(1, 1, 16, 16)
     half[..., :8] = 1  # The left half covers half of the ring.
     assert torch.allclose(on.border_loss(half), torch.tensor([0.5]))
+
+
+def test_shape_diversity_measures_shape_not_place():
+    on = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None, diversity_weight=1.0)
+    squares = torch.zeros(2, 1, 16, 16)
+    squares[0, :, 2:8, 3:9] = 1
+    squares[1, :, 9:15, 8:14] = 1  # The same square elsewhere.
+    assert on.shape_diversity(squares).abs().max() < 1e-6
+    shapes = squares.clone()
+    shapes[1] = 0
+    shapes[1, :, 7:9, 2:14] = 1  # A bar of 24 pixels against a square of 36.
+    d = on.shape_diversity(shapes.requires_grad_(True))
+    assert torch.all(d > 0.1)
+    d.sum().backward()
+    assert shapes.grad.abs().sum() > 0  # It can move the shapes.
+    off = loss_lib.ILSLoss(device='cpu', G=torch.nn.Identity(), D=None)
+    assert torch.equal(off.shape_diversity(shapes), torch.zeros(2))  # Off in the original.
 
 
 def test_l1_estimator_only_moves_hidden_regions():

@@ -79,7 +79,8 @@ class ILSLoss:
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10.0, estimator='club',
                  distribution='predetermined_laplace', ils_sigma=1.0, ils_sigma_init=0.2, ils_warmup_kimg=400,
                  neg_weight=1.0, bin_weight=2.0, msize_weight=2.0, min_msize=0.25, max_msize=None, do_perturb=True,
-                 do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None, border_weight=0.0):
+                 do_anti_leaking=True, estimator_bag=None, nll_weight=0.1, ada=None, border_weight=0.0,
+                 diversity_weight=0.0):
         assert estimator in ('club', 'l1_distance', 'l1_distance_allowgrad')
         self.device = device
         # G: a PerturbGenerator, or its LayerGeneratorStep (possibly wrapped in DistributedDataParallel).
@@ -98,6 +99,7 @@ class ILSLoss:
         self.max_msize = max_msize if max_msize is not None or do_perturb else 1 - min_msize
         self.do_perturb = do_perturb
         self.border_weight = border_weight
+        self.diversity_weight = diversity_weight
         self.do_anti_leaking = do_anti_leaking
         # The estimator bag, possibly wrapped in DistributedDataParallel: call `bag_net`, read attributes of `bag`.
         self.bag_net = estimator_bag
@@ -143,6 +145,19 @@ class ILSLoss:
             return torch.zeros(mask.shape[0], device=mask.device)
         return mask[:, 0, border_ring(*mask.shape[2:], device=mask.device)].mean(dim=1)
 
+    def shape_diversity(self, mask):
+        """Per-sample [N] mean |difference| between each un-shifted mask and the previous sample's, both moved so
+        that their centroids sit at the image centre: how differently the batch's objects are shaped, not placed.
+
+        Not in the original; the generator loss subtracts it times diversity_weight (docs/results.md). The centroid
+        is held fixed (no gradient), so the term can only change the shapes, and the shift is bilinear so that every
+        mask pixel gets a gradient.
+        """
+        if self.diversity_weight == 0:
+            return torch.zeros(mask.shape[0], device=mask.device)
+        centred = _centre_on_centroid(mask)
+        return (centred - centred.roll(1, dims=0)).abs().mean(dim=[1, 2, 3])
+
     def ils_term(self, layers, cur_kimg):
         """The ILS (anti-leak) term on the un-perturbed layers: sigma times the bound on both region pairs."""
         if self.estimator == 'club':
@@ -161,6 +176,7 @@ class ILSLoss:
         loss_bin, loss_msize = self.mask_losses(shifted['mask'])
         ils = self.ils_term(layers, cur_kimg) if self.do_anti_leaking else torch.zeros([], device=logits.device)
         loss_border = self.border_loss(layers['mask'])
+        diversity = self.shape_diversity(layers['mask'])
         training_stats.report('Loss/scores/fake', logits)
         training_stats.report('Loss/signs/fake', logits.sign())
         training_stats.report('Loss/G/loss', loss_adv)
@@ -171,8 +187,11 @@ class ILSLoss:
         training_stats.report('Loss/G/anti_leaking', ils)
         if self.border_weight != 0:
             training_stats.report('Loss/G/loss_border', loss_border)
+        if self.diversity_weight != 0:
+            training_stats.report('Loss/G/shape_diversity', diversity)
         per_sample = loss_adv + self.bin_weight * loss_bin + self.msize_weight * loss_msize
-        return (per_sample + self.border_weight * loss_border).mean() + ils
+        priors = self.border_weight * loss_border - self.diversity_weight * diversity
+        return (per_sample + priors).mean() + ils
 
     def accumulate_gradients(self, phase, real_img, gen_z, gen_eps, gain, cur_kimg):
         assert phase in ('Gmain', 'Dmain', 'Dreg')
@@ -241,6 +260,20 @@ class ILSLoss:
         total = (F.softplus(-logits).squeeze(1) + self.bin_weight * loss_bin + self.msize_weight * loss_msize).sum()
         g_img, g_mask = torch.autograd.grad(total, [img, mask])
         return shifted, g_img.abs().sum(dim=1, keepdim=True), g_mask.abs()
+
+
+def _centre_on_centroid(mask):
+    """[N, 1, H, W] masks resampled (bilinear, zero fill) so that each one's centroid is at the image centre."""
+    n, _, h, w = mask.shape
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=mask.device)  # Pixel centres in grid_sample's units.
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=mask.device)
+    with torch.no_grad():
+        mass = mask.sum(dim=[1, 2, 3]).clamp(min=1e-6)
+        cy = (mask.sum(dim=3).squeeze(1) * ys).sum(1) / mass
+        cx = (mask.sum(dim=2).squeeze(1) * xs).sum(1) / mass
+    gy, gx = torch.meshgrid(ys, xs, indexing='ij')
+    grid = torch.stack([gx[None] + cx[:, None, None], gy[None] + cy[:, None, None]], dim=-1)
+    return F.grid_sample(mask, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 
 
 def _mbstd_group(D):

@@ -6,7 +6,8 @@ import dnnlib
 # layers, minibatch-std group 4, 4 fp16 resolutions, conv clamp 256, 8000 kimg, ticks of 4 kimg.
 _ORIGINAL = dict(kimg=8000, mb=32, mbstd=4, channel_base=16384, channel_max=256, lrate=0.0025, map=8,
                  num_fp16_res=4, conv_clamp=256, kimg_per_tick=4, ils_warmup_kimg=400, resolution=None,
-                 msize_weight=2.0, max_msize=None, mask_bias=None, border_weight=0.0)
+                 msize_weight=2.0, max_msize=None, mask_bias=None, border_weight=0.0,
+                 diversity_weight=0.0)
 
 _PRED = dict(ils_sigma_init=0.2, ils_sigma=1.0)
 _LEARN = dict(ils_sigma_init=1e-3, ils_sigma=1e-3)
@@ -28,7 +29,7 @@ PRESETS = {
     'tiny': dict(kimg=300, mb=16, mbstd=4, channel_base=2048, channel_max=64, lrate=0.0025, map=8, num_fp16_res=0,
                  conv_clamp=256, kimg_per_tick=1, ils_warmup_kimg=20, resolution=32, **_PRED, estimator='club',
                  distribution='predetermined_laplace', msize_weight=10.0, max_msize=0.6, mask_bias=-2.0,
-                 border_weight=2.0),
+                 border_weight=2.0, diversity_weight=0.0),
 }
 
 # Which presets each script offers, and its default (the original asserted when --cfg was omitted).
