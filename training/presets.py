@@ -26,6 +26,8 @@ PRESETS = {
     # 2-3 kimg instead of 10-15 with 2 layers, but from the default initial mask (70 % foreground) they settle on
     # the inverted decomposition (foreground = the surround); starting from a mostly empty foreground (mask-logit
     # bias -2) they settle the right way round (docs/results.md, "Which layer takes the object").
+    # Later, upright runs could still turn into a foreground frame along the image border (the object in the
+    # background layer); a border prior on the mask (weight 2) rules that out ("The masks can turn over").
     'tiny': dict(kimg=300, mb=16, mbstd=4, channel_base=2048, channel_max=64, lrate=0.0025, map=8, num_fp16_res=0,
                  conv_clamp=256, kimg_per_tick=1, ils_warmup_kimg=20, resolution=32, **_PRED, estimator='club',
                  distribution='predetermined_laplace', msize_weight=10.0, max_msize=0.6, mask_bias=-2.0,
