@@ -31,7 +31,8 @@ REPORTED = (('IoU', ('segmentation', 'IoU')), ('DRC_IoU', ('segmentation', 'DRC_
             ('DICE', ('segmentation', 'DRC_DICE')), ('MI1 (fg*m, bg*m)', ('mi', 'separate', 'ave_MI_train1')),
             ('MI2 (bg*(1-m), fg*(1-m))', ('mi', 'separate', 'ave_MI_train2')),
             ('single MI', ('mi', 'single', 'ave_MI_train')), ('inverted', ('masks', 'inverted')),
-            ('shape IoU', ('masks', 'shape_iou')), ('flipped', ('flipped',)))
+            ('shape IoU', ('masks', 'shape_iou')), ('area SD', ('masks', 'area_sd')),
+            ('flipped', ('flipped',)))
 
 
 def jobs(data_sets, settings, seeds):

@@ -28,6 +28,7 @@ CURVES = (  # (panel title, stats.jsonl keys): one line per key.
     ('Mask area (fraction of the image)', ('Loss/G/mask_area',)),
     ('Mask polarity (G_ema probes)', ('Masks/centre', 'Masks/border', 'Masks/inverted')),
     ('Shape diversity: centred-mask IoU (1 = one shape)', ('Masks/shape_iou',)),
+    ('Size diversity: SD of the per-sample mask area', ('Masks/area_sd',)),
     ('ILS term', ('Loss/G/anti_leaking',)),
     ('ADA p', ('Progress/augment',)),
     ('ILS weight sigma', ('Progress/sigma',)),
@@ -173,7 +174,7 @@ def section_grids(run_dir, plot_dir):
     return shown + (_note(f'No {", ".join(absent)} grid yet.') if absent else '')
 
 
-MASK_KEYS = ('area', 'binary', 'centre', 'border', 'inverted', 'upright', 'shape_iou')
+MASK_KEYS = ('area', 'binary', 'centre', 'border', 'inverted', 'upright', 'shape_iou', 'area_sd')
 
 
 def _warning(text):
@@ -188,7 +189,7 @@ def section_masks(run_dir, plot_dir):
     if ticks:
         last = {k: ticks[-1][f'Masks/{k}']['mean'] for k in MASK_KEYS if f'Masks/{k}' in ticks[-1]}
         rows.append((f'G_ema at {ticks[-1]["Progress/kimg"]["mean"]:g} kimg', *(last.get(k) for k in MASK_KEYS)))
-        warnings += list(mask_stats.warnings(last, finished=True).values()) if len(last) == len(MASK_KEYS) else []
+        warnings += list(mask_stats.warnings(last, finished=True).values()) if 'shape_iou' in last else []
     summary = samples.read_json(os.path.join(run_dir, 'auto_test', 'summary.json')) or {}
     check = summary.get('masks') or {}
     if check.get('samples'):
@@ -201,7 +202,8 @@ def section_masks(run_dir, plot_dir):
         return _note('No mask check yet (no tick finished).')
     note = _note('centre / border: mean mask on the central square and the outer ring; inverted / upright: fraction '
                  'of samples with clearly more mask on the border / in the centre; shape_iou: mean IoU of pairs of '
-                 'centred masks (1 = one shape for every sample).')
+                 'centred masks (1 = one shape for every sample); area_sd: standard deviation of the per-sample '
+                 'mask area.')
     return ''.join(_warning(w) for w in warnings) + _table(('masks', *MASK_KEYS), rows) + note
 
 

@@ -229,7 +229,8 @@ def check_polarity(G, z, polarity, device, truncation_psi=1.0, noise_mode='const
     summary = mask_stats.summarize(masks)
     flip = mask_stats.decide_flip(summary, polarity)
     print(f'Mask check ({len(z)} samples): area {summary["area"]:.3f}, centre {summary["centre"]:.2f}, border '
-          f'{summary["border"]:.2f}, inverted {summary["inverted"]:.0%}, centred-shape IoU {summary["shape_iou"]:.2f}')
+          f'{summary["border"]:.2f}, inverted {summary["inverted"]:.0%}, centred-shape IoU {summary["shape_iou"]:.2f}, '
+          f'area SD {summary["area_sd"]:.3f}')
     for warning in mask_stats.warnings(summary, finished=True).values():
         print(f'WARNING: {warning}')
     if flip:

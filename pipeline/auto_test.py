@@ -81,7 +81,8 @@ def mask_check(syn_dir, real_data, data_root, scale):
     if generated:
         # Polarity is judged on the masks as generated, diversity on those the U-Net learns from.
         warnings = [text for kind, text in mask_stats.warnings(generated).items() if kind == 'inverted']
-        warnings += [text for kind, text in mask_stats.warnings(written, true['shape_iou'], finished=True).items()
+        warnings += [text for kind, text in mask_stats.warnings(written, true['shape_iou'], finished=True,
+                                                               reference_area_sd=true['area_sd']).items()
                      if kind != 'inverted']
         if recorded.get('flipped'):
             warnings.append('the synthetic pairs were written flipped (mask -> 1 - mask, fg <-> bg)')

@@ -49,6 +49,22 @@ def test_shape_iou_hand_made_cases():
     assert mask_stats.shape_iou(empty) == 1.0  # two empty masks are the same (empty) shape
 
 
+def test_area_sd_hand_made_cases():
+    # Squares of side 8 and 16 on a 32 px image: areas 1/16 and 1/4, so the SD is half their difference.
+    two_sizes = torch.stack([square(half=4), square(half=8)] * 3)
+    s = mask_stats.summarize(two_sizes)
+    assert s['area_sd'] == pytest.approx((1 / 4 - 1 / 16) / 2)
+    assert mask_stats.summarize(torch.stack([disc()] * 5))['area_sd'] == 0
+    # One size for every sample warns only against a reference that does vary.
+    one_size = mask_stats.summarize(torch.stack([disc(cx=14 + i) for i in range(6)]))
+    assert 'one_size' in mask_stats.warnings(one_size, reference_area_sd=0.08)
+    assert 'one_size' not in mask_stats.warnings(s, reference_area_sd=0.08)
+    assert 'one_size' not in mask_stats.warnings(one_size)
+    # Summaries logged before area_sd existed still get the other warnings.
+    old = {k: v for k, v in one_size.items() if k != 'area_sd'}
+    assert set(mask_stats.warnings(old, reference_area_sd=0.08)) == {'collapsed'}
+
+
 def test_summary_and_warnings():
     upright = torch.stack([disc(cx=14 + i, r=6 + i) for i in range(6)])
     s = mask_stats.summarize(upright)

@@ -11,6 +11,8 @@ training log, the sample generator and the auto-test measure them:
   initialisation lean either way by chance.
 - shape_iou: the mean IoU over all pairs of binarised masks, each shifted so that its centroid sits at the centre.
   1 means one shape (and size) for every sample; the true masks of CUB-like data score far lower.
+- area_sd: the standard deviation of the per-sample mask area. A generator can vary its shapes a little and still
+  draw every object at one size; a U-Net taught by it then predicts that size for every real object.
 """
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ MARGIN = 0.1
 INVERTED_WARN = 0.5     # warn when more than this fraction of samples is inverted...
 BINARY_MIN = 0.5        # ...and the masks have formed (at least this fraction of pixels below 0.1 or above 0.9)
 COLLAPSE_WARN = 0.85    # warn when the centred shapes overlap this much on average
+SIZE_SD_WARN = 0.5      # warn when the areas spread less than this fraction of the true masks' spread
 UPRIGHT_MIN = 0.5       # a finished model's formed masks should be upright in most samples
 
 
@@ -89,11 +92,13 @@ def summarize(masks):
         'inverted': float((border > centre + MARGIN).float().mean()),
         'upright': float((centre > border + MARGIN).float().mean()),
         'shape_iou': shape_iou(m),
+        'area_sd': float(m.mean(dim=(1, 2)).std(unbiased=False)) if len(m) > 1 else float('nan'),
     }
 
 
-def warnings(summary, reference_shape_iou=None, finished=False):
-    """{kind: one-line warning} for a summary; kinds: inverted, empty, full, collapsed, less_varied, and for the masks
+def warnings(summary, reference_shape_iou=None, finished=False, reference_area_sd=None):
+    """{kind: one-line warning} for a summary; kinds: inverted, empty, full, collapsed, less_varied, one_size (the last
+    two need the true masks' figures as a reference), and for the masks
     of a finished model (`finished`: samples, the auto-test, the report) also unformed and off_object. During
     training the masks of the first ticks are unformed by nature, so the training log leaves those two out."""
     out = {}
@@ -117,6 +122,11 @@ def warnings(summary, reference_shape_iou=None, finished=False):
     if reference_shape_iou is not None and summary['shape_iou'] > 1.2 * reference_shape_iou:
         out['less_varied'] = (f'shapes less varied than the true masks: centred IoU {summary["shape_iou"]:.2f} '
                               f'against {reference_shape_iou:.2f}')
+    area_sd = summary.get('area_sd')  # Absent from the logs of runs made before it was measured.
+    if reference_area_sd is not None and area_sd is not None and area_sd < SIZE_SD_WARN * reference_area_sd:
+        out['one_size'] = (f'object sizes less varied than the true masks: the per-sample mask area has SD '
+                           f'{area_sd:.3f} against {reference_area_sd:.3f}, so a U-Net taught by these samples '
+                           f'predicts one size')
     return out
 
 
