@@ -132,3 +132,27 @@ def test_ils_ablation_rejects_bad_options_in_one_line(tmp_path):
                                 cwd=ROOT, capture_output=True, text=True)
         assert result.returncode != 0 and 'Traceback' not in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+def test_seg_ceiling_writes_the_true_pairs_and_scores_them(tmp_path):
+    import numpy as np
+    import datasets
+    from benchmarks import seg_ceiling
+    from metrics import seg_eval
+    pairs = seg_ceiling.write_real_pairs('collage', 12, 16, str(tmp_path / 'pairs'))
+    images, masks = datasets.make_builtin('collage', 12, 16, 'train')
+    loaded_images, loaded_masks = seg_eval.load_pairs(seg_eval.list_pairs(pairs), 16, 16)
+    assert np.array_equal(loaded_images.numpy(), images) and np.array_equal(loaded_masks.numpy(), masks.astype(bool))
+    result = subprocess.run([sys.executable, '-m', 'benchmarks.seg_ceiling', f'--outdir={tmp_path}', '--data=collage',
+                             '--n=12', '--resolution=16', '--seg-iters=2', '--unet-width=4'],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert '| collage | 12 | 4 | 2 |' in result.stdout
+    record = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"pACC"')))
+    assert record['data'] == 'collage' and 0 <= record['IoU'] <= 1
+
+
+def test_seg_ceiling_rejects_unknown_data_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'benchmarks.seg_ceiling', f'--outdir={tmp_path}', '--data=cub'],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
