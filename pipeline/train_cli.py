@@ -54,7 +54,7 @@ def build_options(opts, resolution, cfg_names):
     learned = spec.distribution in ('neural_laplace', 'neural_gaussian') and spec.estimator == 'club'
     kwargs = dict(
         **_network_kwargs(opts, spec, res),
-        G_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
+        G_opt_kwargs=dict(lr=spec.g_lrate or spec.lrate, betas=[0, 0.99], eps=1e-8),
         D_opt_kwargs=dict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8),
         loss_kwargs=_loss_kwargs(opts, spec, res, batch),
         estimator_kwargs=dict(distribution=spec.distribution, num_autoreg=2, resolution=64) if learned else None,

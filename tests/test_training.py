@@ -85,6 +85,11 @@ def test_tiny_preset_bounds_the_mask_area_and_originals_do_not():
     assert loss_kwargs('tiny')['max_msize'] == 0.6 and loss_kwargs('tiny')['msize_weight'] == 10.0
     assert loss_kwargs('ILS_predL')['max_msize'] is None and loss_kwargs('ILS_predL')['msize_weight'] == 2.0
     assert loss_kwargs('tiny')['border_weight'] == 2.0
+    kwargs = {cfg: train_cli.build_options(_opts(cfg=cfg), 64, presets.SCRIPT_PRESETS[64][0])[1]
+              for cfg in presets.SCRIPT_PRESETS[64][0]}
+    assert kwargs['tiny']['G_opt_kwargs']['lr'] == 0.00125 and kwargs['tiny']['D_opt_kwargs']['lr'] == 0.0025
+    assert all(kw['G_opt_kwargs']['lr'] == kw['D_opt_kwargs']['lr'] == 0.0025 for cfg, kw in kwargs.items()
+               if cfg != 'tiny')
     assert all(loss_kwargs(cfg)['diversity_weight'] == 0.0 for cfg in presets.SCRIPT_PRESETS[64][0])
     assert all(loss_kwargs(cfg)['border_weight'] == 0.0 for cfg in presets.SCRIPT_PRESETS[64][0] if cfg != 'tiny')
     opts = _opts(cfg='tiny', border_weight=0.5)

@@ -2,12 +2,13 @@
 CPU preset."""
 import dnnlib
 
-# Shared by every original preset: batch 32, fmaps 0.5 (channel_base 16384), channel_max 256, lr 0.0025, 8 mapping
-# layers, minibatch-std group 4, 4 fp16 resolutions, conv clamp 256, 8000 kimg, ticks of 4 kimg.
+# Shared by every original preset: batch 32, fmaps 0.5 (channel_base 16384), channel_max 256, lr 0.0025 for G and D,
+# 8 mapping layers, minibatch-std group 4, 4 fp16 resolutions, conv clamp 256, 8000 kimg, ticks of 4 kimg.
+# g_lrate=None gives G the same learning rate as D (lrate).
 _ORIGINAL = dict(kimg=8000, mb=32, mbstd=4, channel_base=16384, channel_max=256, lrate=0.0025, map=8,
                  num_fp16_res=4, conv_clamp=256, kimg_per_tick=4, ils_warmup_kimg=400, resolution=None,
                  msize_weight=2.0, max_msize=None, mask_bias=None, border_weight=0.0,
-                 diversity_weight=0.0)
+                 diversity_weight=0.0, g_lrate=None)
 
 _PRED = dict(ils_sigma_init=0.2, ils_sigma=1.0)
 _LEARN = dict(ils_sigma_init=1e-3, ils_sigma=1e-3)
@@ -28,10 +29,12 @@ PRESETS = {
     # bias -2) they settle the right way round (docs/results.md, "Which layer takes the object").
     # Later, upright runs could still turn into a foreground frame along the image border (the object in the
     # background layer); a border prior on the mask (weight 2) rules that out ("The masks can turn over").
+    # G learns at half D's rate: the sizes and shapes still collapse, but the masks fit the objects better (U-Net
+    # IoU 0.70 against 0.64 over three seeds; docs/results.md, "A slower generator").
     'tiny': dict(kimg=300, mb=16, mbstd=4, channel_base=2048, channel_max=64, lrate=0.0025, map=8, num_fp16_res=0,
                  conv_clamp=256, kimg_per_tick=1, ils_warmup_kimg=20, resolution=32, **_PRED, estimator='club',
                  distribution='predetermined_laplace', msize_weight=10.0, max_msize=0.6, mask_bias=-2.0,
-                 border_weight=2.0, diversity_weight=0.0),
+                 border_weight=2.0, diversity_weight=0.0, g_lrate=0.00125),
 }
 
 # Which presets each script offers, and its default (the original asserted when --cfg was omitted).
