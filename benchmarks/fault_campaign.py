@@ -31,7 +31,8 @@ import PIL.Image
 import torch
 
 from dnnlib.util import read_jsonl
-from metrics import inception
+from metrics import inception, seg_eval
+from training import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
@@ -161,9 +162,12 @@ def _garble(path):
     open(path, 'w', encoding='utf-8').write('{"IoU": 0.5')
 
 
+RESHAPE = presets.PRESETS['tiny']['seg_reshape']  # The auto-test's U-Net setting for the tiny preset.
+
+
 def _seg_dir(run):
     syn = os.path.join(run, 'auto_test', 'synthetic_data-000000')
-    return syn, os.path.join(syn, '00000-DRCreal-synthetic-color_aug-16')
+    return syn, os.path.join(syn, f'00000-DRCreal-{seg_eval.run_desc("synthetic", "color", 16, 16, RESHAPE)}')
 
 
 def _resume_args(run):
@@ -173,7 +177,7 @@ def _resume_args(run):
 def _seg_args(run):
     syn, seg = _seg_dir(run)
     return ['eval_segmentation.py', f'--syn-data={syn}', '--real-data=synthetic', '--scale=16', '--iters=4',
-            '--seed=3', f'--resume-from={seg}', '--workers=0']
+            '--seed=3', f'--resume-from={seg}', '--workers=0', f'--reshape={RESHAPE}']
 
 
 DAMAGES = {  # name: (file relative to the run, damage, command args given the run dir)

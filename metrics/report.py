@@ -226,11 +226,18 @@ def section_segmentation(run_dir, plot_dir):
     rows, previews = [], ''
     for path in found:
         results, seg_dir = read_json(path), os.path.dirname(path)
-        rows.append((os.path.relpath(seg_dir, run_dir), *(results.get(k) for k in SEG_KEYS)))
+        name = os.path.relpath(seg_dir, run_dir)
+        rows.append((name, *(results.get(k) for k in SEG_KEYS), results.get('reshape', 0.0)))
         preview = os.path.join(seg_dir, 'seg-test.png')
         if os.path.isfile(preview):
-            previews += _image(run_dir, preview, f'{os.path.relpath(seg_dir, run_dir)}: image | prediction | truth')
-    return _table(('run', *SEG_KEYS), rows) + previews
+            previews += _image(run_dir, preview, f'{name}: image | prediction | truth')
+        augmented = os.path.join(seg_dir, 'augment.png')
+        if results.get('reshape') and os.path.isfile(augmented):
+            previews += _image(run_dir, augmented, f'{name}: sample and mask as drawn | as the U-Net trained on them '
+                                                   f'(foreground re-shaped, colour augmented)')
+    note = _note('reshape: SD of the smooth field that bent each sample\'s foreground and mask before the U-Net saw it '
+                 '(0: the samples as drawn, the original\'s protocol).')
+    return _table(('run', *SEG_KEYS, 'reshape'), rows) + note + previews
 
 
 def section_mi(run_dir, plot_dir):

@@ -103,3 +103,27 @@ def augment_pair(pipe, images, labels, generator=None, num_classes=2):
     onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).to(images.dtype)
     onehot, _ = pipe(onehot, params, is_mask=True)
     return images, onehot.argmax(dim=1)
+
+
+RESHAPE_GRID = 4  # Control points of the displacement field per side: a few bends per object, not noise.
+
+
+def reshape_foreground(bg, fg, mask, strength, generator=None, grid=RESHAPE_GRID):
+    """Re-composite layered samples with the foreground and its mask bent by one smooth random field per sample.
+
+    bg, fg [B, 3, H, W] in [-1, 1] and the soft mask [B, 1, H, W] in [0, 1], as a generator draws them. The field is
+    Gaussian noise of SD `strength` (in grid_sample's [-1, 1] coordinates, so independent of the resolution) on a
+    grid x grid lattice, upsampled bicubically. The background is not moved, so the composite is again an image
+    whose true mask is known: a generator that draws one shape still teaches the segmenter many
+    (docs/results.md, "Re-shaped foregrounds"). Returns (image, soft mask) of the same shapes.
+    """
+    b, _, h, w = mask.shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=mask.device), torch.linspace(-1, 1, w, device=mask.device),
+                            indexing='ij')
+    identity = torch.stack([xs, ys], dim=-1) * torch.tensor([(w - 1) / w, (h - 1) / h], device=mask.device)
+    field = torch.randn([b, 2, grid, grid], generator=generator).to(mask.device, mask.dtype) * strength
+    field = F.interpolate(field, size=(h, w), mode='bicubic', align_corners=True).permute(0, 2, 3, 1)
+    where = identity + field  # Pixel centres (align_corners=False), displaced.
+    fg = F.grid_sample(fg, where, mode='bilinear', padding_mode='border', align_corners=False)
+    mask = F.grid_sample(mask, where, mode='bilinear', padding_mode='zeros', align_corners=False)
+    return (1 - mask) * bg + mask * fg, mask

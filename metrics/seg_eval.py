@@ -18,6 +18,9 @@ Changed, each a fix or a simplification with the same distribution:
 - the grids never draw training batches (the original consumed 4 before training);
 - per-image IoU/DICE of an image with empty prediction and empty ground truth is 1.0, not NaN;
 - only the best and the last checkpoints are kept unless keep_all (each is ~160 MB with the Adam state).
+
+Added, opt-in (reshape > 0, `--reshape`): the U-Net trains on the generator's layers re-composited with the
+foreground and its mask bent by a smooth random field, so that a generator that draws one shape still teaches many.
 """
 import glob
 import json
@@ -34,11 +37,12 @@ from tqdm import tqdm
 import datasets
 import dnnlib
 from datasets import drc
+from datasets.imaging import center_square, crop_resize, open_image, read_rgb, to_chw
 from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
 from dnnlib.util import (UserError, append_jsonl, fault_point, read_json, read_jsonl, recorded_settings, settings_differ,
                          write_json, write_jsonl)
-from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair, reshape_foreground
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
 from torch_utils import files
@@ -97,6 +101,47 @@ def load_pairs(pairs, image_size, mask_size, desc='load'):
     for i, (image, mask) in enumerate(progress(decoded, total=len(pairs), desc=desc)):
         images[i], masks[i] = image, mask
     return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def layer_paths(pair):
+    """The background and foreground layers written beside a generator sample's img/ and mask/ files."""
+    image_path, _ = pair
+    folder, name = os.path.split(image_path)
+    root = os.path.dirname(folder)
+    return os.path.join(root, 'bg', name), os.path.join(root, 'fg', name)
+
+
+def read_layers(pair, size):
+    """bg, fg uint8 [3, S, S] and the soft mask uint8 [1, S, S] (255 alpha) of one generator sample."""
+    _, mask_path = pair
+    bg_path, fg_path = layer_paths(pair)
+    for path in (bg_path, fg_path):
+        if not os.path.isfile(path):
+            raise UserError(f'{path} does not exist: --reshape re-composites the layers of a generator\'s samples '
+                            f'(bg/, fg/, mask/); generate them with generate_segmentation_samples.py, or drop --reshape')
+    mask = open_image(mask_path, mask_path).convert('L')
+    box = center_square(*mask.size)
+    return (to_chw(crop_resize(read_rgb(bg_path, bg_path), box, size)),
+            to_chw(crop_resize(read_rgb(fg_path, fg_path), box, size)),
+            np.asarray(crop_resize(mask, box, size), np.uint8)[None])
+
+
+def load_layers(pairs, size, desc='load layers'):
+    """Decode the layers of generator samples once into memory: bg, fg uint8 [N, 3, S, S], soft masks [N, 1, S, S]."""
+    out = [np.empty((len(pairs), c, size, size), np.uint8) for c in (3, 3, 1)]
+    decoded = ordered_map(lambda i: read_layers(pairs[i], size), len(pairs))
+    for i, layers in enumerate(progress(decoded, total=len(pairs), desc=desc)):
+        for dest, layer in zip(out, layers):
+            dest[i] = layer
+    return tuple(torch.from_numpy(a) for a in out)
+
+
+def reshaped_batch(layers, idx, strength, generator):
+    """A training batch re-composited from bent foregrounds (seg_augment.reshape_foreground): image, int64 mask."""
+    bg, fg, mask = layers
+    image, soft = reshape_foreground(to_float(bg[idx]), to_float(fg[idx]), mask[idx].float() / 255, strength,
+                                     generator)
+    return image, (soft[:, 0] > 0.5).long()
 
 
 def to_float(images_u8):
@@ -239,15 +284,15 @@ def check_real_data(real_data, data_root=None):
 
 
 def run_settings(syn_dir, real_data, input_size, score_size, aug='color', iters=6000, batch=BATCH, seed=0,
-                 data_root=None, width=64):
+                 data_root=None, width=64, reshape=0.0):
     """What the numbers of a segmentation run depend on, the content of its data included (digests of file names,
     sizes and mtimes): a run is reused or resumed only for the same settings. syn_dir=None leaves the synthetic
-    pairs out (a re-test does not read them). width is the U-Net's."""
+    pairs out (a re-test does not read them). width is the U-Net's; reshape the strength of the bent foregrounds."""
     named = datasets.is_builtin(real_data) or real_data in drc.FOLDERS
     settings = dict(real_data=real_data if named else os.path.abspath(real_data),
                     real_digest=datasets.test_set_digest(real_data, data_root), input_size=input_size,
                     score_size=score_size, aug=aug, iters=iters, batch=batch, seed=seed,
-                    unet_width=width)
+                    unet_width=width, reshape=float(reshape))
     if syn_dir is not None:
         pairs = list_pairs(syn_dir)
         settings.update(syn_dir=os.path.abspath(syn_dir),
@@ -290,17 +335,23 @@ def train_step(net, opt, pipe, images, labels, generator=None):
 
 def train(net, opt, run_dir, train_data, val_data, start, o, device):
     """Train from iteration `start` to o.iters, validating and checkpointing at validation_iters(o.iters)."""
-    train_images, train_masks = (t.to(device) for t in train_data)
+    train_data = [t.to(device) for t in train_data]  # (images, masks), or with o.reshape (bg, fg, soft masks).
+
+    def batch_at(idx, generator, reshape=o.reshape):
+        if o.reshape:
+            return reshaped_batch(train_data, idx, reshape, generator)
+        return to_float(train_data[0][idx]), train_data[1][idx].long()
+
     pipe = AugmentPipe(**PRESETS[o.aug])
-    sampler = EpochSampler(len(train_images), o.seed)
+    sampler = EpochSampler(len(train_data[0]), o.seed)
     val_at = validation_iters(o.iters)
     tick = tick_iters(o.iters)
 
     if start == 0:
-        n = min(GRID_CELLS, len(train_images))
-        x, y = to_float(train_images[:n]), train_masks[:n].long()
-        save_grid(os.path.join(run_dir, 'augment.png'),
-                  [t.cpu() for t in (x, y, *augment_pair(pipe, x, y, generator_for(o.seed, 2)))])
+        idx = torch.arange(min(GRID_CELLS, len(train_data[0])), device=device)
+        drawn = batch_at(idx, generator_for(o.seed, 4), reshape=0.0)  # The samples as drawn, then as trained on.
+        trained = augment_pair(pipe, *batch_at(idx, generator_for(o.seed, 3)), generator_for(o.seed, 2))
+        save_grid(os.path.join(run_dir, 'augment.png'), [t.cpu() for t in (*drawn, *trained)])
 
     net.train()
     tick_loss, tick_start, tick_count = torch.zeros((), device=device), time.time(), 0
@@ -308,7 +359,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
     for it in bar:
         fault_point('unet')
         idx = sampler.indices(it, o.batch).to(device)
-        x, y = to_float(train_images[idx]), train_masks[idx].long()
+        x, y = batch_at(idx, generator_for(o.seed, 3, it))
         tick_loss += train_step(net, opt, pipe, x, y, generator_for(o.seed, 1, it))
         tick_count += 1
         cur = it + 1
@@ -337,18 +388,21 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=BATCH,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3,
-                     width=64):
+                     width=64, reshape=0.0):
     """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
     checkpoint, both only if the run was made with the same settings and data (run_settings). test_only=True
     re-tests the best validated checkpoint without training (on the same real data). width is the
-    U-Net's (64 is the original's).
+    U-Net's (64 is the original's). reshape > 0 trains on the generator's layers re-composited with bent
+    foregrounds (seg_augment.reshape_foreground, not in the original); validation keeps the samples as drawn.
     """
     if aug not in PRESETS:
         raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
     if min(iters, batch, input_size, score_size) < 1:
         raise UserError('iters, batch and the image sizes must be positive')
+    if not 0 <= reshape <= 1:
+        raise UserError(f'--reshape must be in [0, 1] (the displacement SD in half image widths), got {reshape}')
     check_real_data(real_data, data_root)
     results_path = os.path.join(run_dir, 'results.json')
     has_state = bool(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth'))) or \
@@ -359,7 +413,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         raise UserError(f'{run_dir} has no validated checkpoints to test; train first (drop --test-only)')
     # A re-test tests the checkpoints, without retraining: the synthetic pairs need not be there any more.
     settings = run_settings(None if test_only else syn_dir, real_data, input_size, score_size, aug, iters, batch,
-                            seed, data_root, width)
+                            seed, data_root, width, reshape)
     if has_state:
         differ = settings_differ(recorded_settings(run_dir), settings)
         if differ:
@@ -386,7 +440,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
                 val_iters=validation_iters(iters), start_iter=start, torch=torch.__version__)
             print(json.dumps(options, indent=2))
             write_json(os.path.join(run_dir, 'training_options.json'), options)
-            train_data = load_pairs(train_pairs, input_size, input_size, 'load train')
+            train_data = (load_layers(train_pairs, input_size, 'load train layers') if reshape else
+                          load_pairs(train_pairs, input_size, input_size, 'load train'))
             val_data = load_pairs(val_pairs, input_size, score_size, 'load val')
             print(f'Train/val pairs: {len(train_pairs)}/{len(val_pairs)} (sorted order); '
                   f'test images: {len(test_set)}; device: {device}')
@@ -405,7 +460,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         print(json.dumps(record))
         append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
         save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
-        results = dict(results, best_iter=best['iter'], unet_width=width)
+        results = dict(results, best_iter=best['iter'], unet_width=width, reshape=float(reshape))
         write_json(results_path, results)
     return results
 
@@ -414,14 +469,14 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
 # The command line: eval_segmentation.py (E64) and eval_segmentation_eval128.py (E128) differ only in defaults.
 
 
-def run_desc(real_data, aug, input_size, score_size):
-    """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128."""
+def run_desc(real_data, aug, input_size, score_size, reshape=0.0):
+    """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128; '-reshape<r>' added."""
     name = os.path.basename(os.path.normpath(real_data)).replace(':', '-')  # 'cub', 'collage-val', a folder's name
     if input_size == score_size:
         size = f'{score_size}'
     else:
         size = f'eval{score_size}' if input_size == 64 else f'in{input_size}-eval{score_size}'
-    return f'{name}-{aug}_aug-{size}'
+    return f'{name}-{aug}_aug-{size}' + (f'-reshape{reshape:g}' if reshape else '')
 
 
 def make_cli(default_scale, default_input_size, help_text):
@@ -434,6 +489,9 @@ def make_cli(default_scale, default_input_size, help_text):
                   help='Folder holding the DRC birds/ dogs/ cars/  [default: the datasets default]')
     @click.option('--aug', type=click.Choice(list(PRESETS)), default='color', show_default=True,
                   help='Training augmentation')
+    @click.option('--reshape', type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar='SD',
+                  help="Train on the samples' layers re-composited with the foreground bent by a smooth random field "
+                       "of this SD (0.15 suits 32 px); 0: the original's pairs")
     @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,
                   help='Resolution at which masks are scored')
     @click.option('--input-size', type=click.IntRange(min=1), default=default_input_size,
@@ -451,7 +509,7 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--workers', type=click.IntRange(min=0), default=3, show_default=True, help='Test-set loader workers')
     @click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit')
     @dnnlib.util.cli_errors
-    def main(syn_data, real_data, data_root, aug, scale, input_size, seed, iters, batch, unet_width, outdir,
+    def main(syn_data, real_data, data_root, aug, reshape, scale, input_size, seed, iters, batch, unet_width, outdir,
              resume_from, test_only, keep_all, device, workers, dry_run):
         input_size = input_size or scale
         if test_only and not resume_from:
@@ -461,13 +519,14 @@ def make_cli(default_scale, default_input_size, help_text):
                 raise UserError(f'{resume_from} holds no network-snapshot-*.pth to resume from; check --resume-from')
             run_dir = resume_from
         else:
-            run_dir = dnnlib.util.next_run_dir(outdir or syn_data, run_desc(real_data, aug, input_size, scale))
-        print(f'Run dir: {run_dir}  (input {input_size}, scored at {scale}, aug {aug}, {iters} iters, batch {batch})')
+            run_dir = dnnlib.util.next_run_dir(outdir or syn_data, run_desc(real_data, aug, input_size, scale, reshape))
+        print(f'Run dir: {run_dir}  (input {input_size}, scored at {scale}, aug {aug}'
+              f'{f", reshape {reshape:g}" if reshape else ""}, {iters} iters, batch {batch})')
         if dry_run:
             return
         results = run_segmentation(syn_data, real_data, run_dir, input_size=input_size, score_size=scale, aug=aug,
                                    iters=iters, batch=batch, seed=seed, data_root=data_root, device=device,
                                    keep_all=keep_all, resume=True, test_only=test_only, workers=workers,
-                                   width=unet_width)
+                                   width=unet_width, reshape=reshape)
         print(json.dumps(results))
     return main

@@ -10,7 +10,9 @@ Differences from the original: the samples are seeded; a rerun reuses or resumes
 started a new one, or, for MINE, crashed on an existing folder); the original's two identical `do_anti_leaking`
 branches are this one call; each stage logs into its own file, so log files never chain; a run without
 metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
-`scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64).
+`scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64). The U-Net
+trains on re-shaped foregrounds (seg_eval, `reshape`) when the run's preset says so: `tiny` does, the original
+presets do not.
 """
 import contextlib
 import json
@@ -23,7 +25,7 @@ import dnnlib
 from dnnlib.util import UserError, read_json, recorded_settings, settings_differ, write_json
 from metrics import mine, samples, seg_eval
 from metrics.report import write_report
-from training import mask_stats
+from training import mask_stats, presets
 
 
 def choose_snapshot(run_dir, metric):
@@ -54,6 +56,12 @@ def recorded(run_dir, settings):
     """The run's recorded values of the keys of `settings` (what produced its numbers)."""
     options = recorded_settings(run_dir) or {}
     return {k: options.get(k) for k in settings}
+
+
+def preset_reshape(run_dir):
+    """The U-Net's foreground re-shaping that the run's preset asks for (0 for runs without our training options)."""
+    cfg = ((read_json(os.path.join(run_dir, 'training_options.json')) or {}).get('cli_options') or {}).get('cfg')
+    return presets.PRESETS[cfg]['seg_reshape'] if cfg in presets.PRESETS else 0.0
 
 
 @contextlib.contextmanager
@@ -93,14 +101,16 @@ def mask_check(syn_dir, real_data, data_root, scale):
 
 
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
-                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64):
+                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64, reshape=None):
     """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json.
-    unet_width below the original's 64 trains a narrower U-Net (a quick CPU run); its results get their own folder."""
+    unet_width below the original's 64 trains a narrower U-Net (a quick CPU run); its results get their own folder.
+    reshape: the strength of the U-Net's re-shaped foregrounds; None takes the run's preset's."""
     if not os.path.isdir(run_dir):
         raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
     if min(n, seg_iters, mine_iters, scale) < 1:
         raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
                         f'{scale}')
+    reshape = preset_reshape(run_dir) if reshape is None else reshape
     auto_dir = os.path.join(run_dir, 'auto_test')
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
@@ -120,16 +130,17 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             samples.generate_samples(snapshot, syn, n, seed=seed, device=device, polarity=polarity)
             masks = mask_check(syn, real_data, data_root, scale)
 
-        with stage('segmentation', f'U-Net on {real_data} at {scale} px', log_path, timing, tee=False) as st:
+        title = f'U-Net on {real_data} at {scale} px' + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
+        with stage('segmentation', title, log_path, timing, tee=False) as st:
             seg_settings = seg_eval.run_settings(syn, real_data, scale, scale, 'color', seg_iters, seed=seed,
-                                                 data_root=data_root, width=unet_width)
-            seg_dir = matching_run(syn, f'DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale)}',
+                                                 data_root=data_root, width=unet_width, reshape=reshape)
+            seg_dir = matching_run(syn, f'DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale, reshape)}',
                                    lambda d: not settings_differ(recorded_settings(d), seg_settings))
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
             print(f'{"Reusing" if st["reused"] else "Running"} {seg_dir}')
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
                                             iters=seg_iters, seed=seed, data_root=data_root, device=device,
-                                            workers=0, width=unet_width)  # workers=0: the test set is in memory.
+                                            workers=0, width=unet_width, reshape=reshape)  # Test set in memory: 0.
 
         with stage('mine', f'MINE, {mine_iters} iterations', log_path, timing, tee=False) as st:
             mi_settings = mine.run_settings(syn, mine_iters, scale, seed=seed)

@@ -291,3 +291,15 @@ def test_auto_test_falls_back_to_last_snapshot(tmp_path, capsys):
         auto_test.run_auto_test(run, 'mnist')
     with pytest.raises(UserError, match='no network-snapshot'):
         auto_test.choose_snapshot(str(tmp_path), None)
+
+
+def test_the_auto_test_reshapes_as_the_runs_preset_says(tmp_path):
+    def run_of(cfg):
+        run = tmp_path / (cfg or 'none')
+        run.mkdir()
+        if cfg:
+            (run / 'training_options.json').write_text(json.dumps(dict(cli_options=dict(cfg=cfg))))
+        return str(run)
+    assert auto_test.preset_reshape(run_of('tiny')) == 0.15
+    assert auto_test.preset_reshape(run_of('ILS_predL')) == 0.0
+    assert auto_test.preset_reshape(run_of(None)) == 0.0  # A converted original pickle has no options file.

@@ -1,6 +1,7 @@
 """Segmentation evaluation: metrics, U-Net, paired augmentation, and the CLIs end to end on tiny data."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import eval_segmentation
 import eval_segmentation_eval128
 import segment_photos
 from metrics import seg_eval
-from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair, reshape_foreground
 from metrics.segmentation import SegmentationMeter, confusion_matrix, confusion_scores, per_image_iou_dice
 from metrics.unet import UNet
 
@@ -138,6 +139,24 @@ def test_color_matrices_keep_grey_and_luma_axis():
                        torch.ones(2, 3, 4, 4))
 
 
+def test_reshape_foreground_bends_the_object_and_its_mask_together():
+    mask = blobs(8, 32).float()[:, None]
+    soft = torch.nn.functional.avg_pool2d(mask, 3, 1, 1)  # Soft edges, as a generator's.
+    bg = torch.rand(8, 3, 32, 32) * 2 - 1
+    fg = torch.ones(8, 3, 32, 32)  # A flat foreground: the composite then encodes the mask it was made with.
+    image, bent = reshape_foreground(bg, fg, soft, 0.0)
+    assert torch.equal(bent, soft) and torch.allclose(image, (1 - soft) * bg + soft * fg)  # 0: as drawn.
+
+    image, bent = reshape_foreground(bg, fg, soft, 0.15, torch.Generator().manual_seed(0))
+    assert torch.allclose(image, (1 - bent) * bg + bent * fg)  # The label is the mask the image was made with ...
+    assert torch.equal(image[(bent == 0).expand_as(image)], bg[(bent == 0).expand_as(bg)])  # ... on the same bg.
+    moved = ((bent > 0.5) != (soft > 0.5)).float().mean((1, 2, 3))
+    assert (moved > 0.02).all()  # Every shape changed,
+    assert ((bent > 0.5).float().mean() / (soft > 0.5).float().mean() - 1).abs() < 0.2  # and sizes kept on average.
+    again, _ = reshape_foreground(bg, fg, soft, 0.15, torch.Generator().manual_seed(0))
+    assert torch.equal(again, image)
+
+
 def test_schedule_and_sampler():
     assert seg_eval.validation_iters(6000) == [20, 1020, 2020, 3020, 4020, 5020, 6000]
     assert seg_eval.validation_iters(600) == [20, 120, 220, 320, 420, 520, 600]
@@ -200,7 +219,7 @@ def test_e64_cli_writes_everything(e64_run):
     test = seg_eval.read_jsonl(e64_run / 'metric-test.jsonl')
     assert set(test[0]) == {'results', 'metric', 'total_time', 'total_time_str', 'snapshot_pth', 'timestamp'}
     results = json.loads((e64_run / 'results.json').read_text())
-    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width'}
+    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width', 'reshape'}
     assert results == dict(test[0]['results'], best_iter=seg_eval.best_val(val)['iter'], unet_width=64)
     ckpts = sorted(p.name for p in e64_run.glob('network-snapshot-*.pth'))  # Only the best and the last are kept.
     assert ckpts == sorted({seg_eval.snapshot_name(results['best_iter']), 'network-snapshot-000004.pth'})
@@ -256,6 +275,28 @@ def test_unet_width_is_recorded_and_a_resume_must_keep_it(data, tmp_path):
 
 
 @pytest.mark.slow
+def test_reshape_cli_trains_on_the_layers_and_records_it(data, tmp_path):
+    syn = tmp_path / 'syn'
+    shutil.copytree(data['syn'], syn)
+    for layer in ('bg', 'fg'):  # A generator's sample folder also holds its layers.
+        shutil.copytree(syn / 'img', syn / layer)
+    result = invoke(eval_segmentation.main, '--syn-data', syn, '--real-data', data['real'], '--outdir', tmp_path / 'runs',
+                    '--reshape', 0.15, *RUN)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / 'runs' / '00000-realpairs-color_aug-16-reshape0.15'
+    assert json.loads((run / 'results.json').read_text())['reshape'] == 0.15
+    assert json.loads((run / 'training_options.json').read_text())['reshape'] == 0.15
+    assert (run / 'augment.png').is_file()
+
+    shutil.rmtree(syn / 'fg')
+    result = CliRunner().invoke(eval_segmentation.main, ['--syn-data', str(syn), '--real-data', data['real'],
+                                                         '--outdir', str(tmp_path / 'runs2'), '--reshape', '0.15',
+                                                         *map(str, RUN)])
+    assert result.exit_code == 2 and result.stderr.count('\n') == 1, result.stderr
+    assert 'fg' in result.stderr and '--reshape' in result.stderr
+
+
+@pytest.mark.slow
 def test_segment_photos(e64_run, tmp_path):
     photos = tmp_path / 'photos'
     photos.mkdir()
@@ -286,7 +327,7 @@ def test_e128_scores_at_128(data, tmp_path):
 def test_synthetic_real_data(data, tmp_path):
     results = seg_eval.run_segmentation(data['syn'], 'synthetic', str(tmp_path / 'run'), 16, 16, iters=1, batch=2,
                                         device='cpu', workers=0)
-    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width'}
+    assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width', 'reshape'}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
