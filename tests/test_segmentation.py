@@ -220,7 +220,7 @@ def test_e64_cli_writes_everything(e64_run):
     assert set(test[0]) == {'results', 'metric', 'total_time', 'total_time_str', 'snapshot_pth', 'timestamp'}
     results = json.loads((e64_run / 'results.json').read_text())
     assert set(results) == {'pACC', 'IoU', 'mIoU', 'DRC_IoU', 'DRC_DICE', 'best_iter', 'unet_width', 'reshape'}
-    assert results == dict(test[0]['results'], best_iter=seg_eval.best_val(val)['iter'], unet_width=64)
+    assert results == dict(test[0]['results'], best_iter=seg_eval.best_val(val)['iter'], unet_width=64, reshape=0.0)
     ckpts = sorted(p.name for p in e64_run.glob('network-snapshot-*.pth'))  # Only the best and the last are kept.
     assert ckpts == sorted({seg_eval.snapshot_name(results['best_iter']), 'network-snapshot-000004.pth'})
     assert Image.open(e64_run / 'seg-test.png').size == (7 * 3 * 16, 2 * 16)  # 9 test images, fewer than 192.
