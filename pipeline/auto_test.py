@@ -140,7 +140,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             print(f'{"Reusing" if st["reused"] else "Running"} {seg_dir}')
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
                                             iters=seg_iters, seed=seed, data_root=data_root, device=device,
-                                            workers=0, width=unet_width, reshape=reshape)  # Test set in memory: 0.
+                                            workers=0,  # The test set is in memory: no loader workers.
+                                            width=unet_width, reshape=reshape)
 
         with stage('mine', f'MINE, {mine_iters} iterations', log_path, timing, tee=False) as st:
             mi_settings = mine.run_settings(syn, mine_iters, scale, seed=seed)
