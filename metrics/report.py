@@ -227,7 +227,8 @@ def section_segmentation(run_dir, plot_dir):
     for path in found:
         results, seg_dir = read_json(path), os.path.dirname(path)
         name = os.path.relpath(seg_dir, run_dir)
-        rows.append((name, *(results.get(k) for k in SEG_KEYS), results.get('reshape', 0.0)))
+        rows.append((name, *(results.get(k) for k in SEG_KEYS), results.get('reshape', 0.0),
+                     results.get('self_train_rounds', 0)))
         preview = os.path.join(seg_dir, 'seg-test.png')
         if os.path.isfile(preview):
             previews += _image(run_dir, preview, f'{name}: image | prediction | truth')
@@ -236,8 +237,9 @@ def section_segmentation(run_dir, plot_dir):
             previews += _image(run_dir, augmented, f'{name}: sample and mask as drawn | as the U-Net trained on them '
                                                    f'(foreground re-shaped, colour augmented)')
     note = _note('reshape: SD of the smooth field that bent each sample\'s foreground and mask before the U-Net saw it '
-                 '(0: the samples as drawn, the original\'s protocol).')
-    return _table(('run', *SEG_KEYS, 'reshape'), rows) + note + previews
+                 '(0: the samples as drawn, the original\'s protocol). self-train: rounds on the unlabelled training '
+                 'images with the net\'s own confident labels after the synthetic phase (0: none, the original\'s).')
+    return _table(('run', *SEG_KEYS, 'reshape', 'self-train'), rows) + note + previews
 
 
 def section_mi(run_dir, plot_dir):

@@ -97,6 +97,11 @@ class AugmentPipe:
         return images, params
 
 
+def to_float(images_u8):
+    """uint8 [0, 255] -> float [-1, 1], the original's ToTensor + Normalize(0.5, 0.5)."""
+    return images_u8.float() / 127.5 - 1
+
+
 def augment_pair(pipe, images, labels, generator=None, num_classes=2):
     """Augment images [B, 3, H, W] and integer label maps [B, H, W] with the same draw of parameters."""
     images, params = pipe(images, generator=generator)

@@ -21,6 +21,8 @@ Changed, each a fix or a simplification with the same distribution:
 
 Added, opt-in (reshape > 0, `--reshape`): the U-Net trains on the generator's layers re-composited with the
 foreground and its mask bent by a smooth random field, so that a generator that draws one shape still teaches many.
+And (`--self-train DATA`): rounds of self-training on the unlabelled training images after the synthetic phase
+(metrics/self_train.py); the last net is tested.
 """
 import glob
 import json
@@ -42,7 +44,8 @@ from datasets.pairs import is_pairs_folder, read_pair
 from datasets.parallel import ordered_map
 from dnnlib.util import (UserError, append_jsonl, fault_point, read_json, read_jsonl, recorded_settings, settings_differ,
                          write_json, write_jsonl)
-from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair, reshape_foreground
+from metrics import self_train
+from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair, reshape_foreground, to_float
 from metrics.segmentation import SegmentationMeter
 from metrics.unet import UNet
 from torch_utils import files
@@ -142,11 +145,6 @@ def reshaped_batch(layers, idx, strength, generator):
     image, soft = reshape_foreground(to_float(bg[idx]), to_float(fg[idx]), mask[idx].float() / 255, strength,
                                      generator)
     return image, (soft[:, 0] > 0.5).long()
-
-
-def to_float(images_u8):
-    """uint8 [0, 255] -> float [-1, 1], the original's ToTensor + Normalize(0.5, 0.5)."""
-    return images_u8.float() / 127.5 - 1
 
 
 def batches(images_u8, masks, batch):
@@ -284,21 +282,29 @@ def check_real_data(real_data, data_root=None):
 
 
 def run_settings(syn_dir, real_data, input_size, score_size, aug='color', iters=6000, batch=BATCH, seed=0,
-                 data_root=None, width=64, reshape=0.0):
+                 data_root=None, width=64, reshape=0.0, self_train_data=None, self_train_rounds=0):
     """What the numbers of a segmentation run depend on, the content of its data included (digests of file names,
     sizes and mtimes): a run is reused or resumed only for the same settings. syn_dir=None leaves the synthetic
-    pairs out (a re-test does not read them). width is the U-Net's; reshape the strength of the bent foregrounds."""
+    pairs out (a re-test does not read them). width is the U-Net's; reshape the strength of the bent foregrounds;
+    self_train_data the unlabelled images of the self-training rounds (a data set name or path)."""
     named = datasets.is_builtin(real_data) or real_data in drc.FOLDERS
     settings = dict(real_data=real_data if named else os.path.abspath(real_data),
                     real_digest=datasets.test_set_digest(real_data, data_root), input_size=input_size,
                     score_size=score_size, aug=aug, iters=iters, batch=batch, seed=seed,
                     unet_width=width, reshape=float(reshape))
+    if self_train_rounds:  # Recorded only when used, so the runs made before the option still match.
+        settings.update(self_train=_data_name(self_train_data), self_train_rounds=int(self_train_rounds))
     if syn_dir is not None:
         pairs = list_pairs(syn_dir)
         settings.update(syn_dir=os.path.abspath(syn_dir),
                         syn_digest=datasets.files_digest(syn_dir, [os.path.relpath(p, syn_dir) for pair in pairs
                                                                    for p in pair]))
     return settings
+
+
+def _data_name(data):
+    """A data set as recorded: its name, or the absolute path of a folder or zip."""
+    return data if data is None or data in datasets.BUILTIN or data in drc.FOLDERS else os.path.abspath(data)
 
 
 def _resume_point(run_dir, net, opt):
@@ -324,17 +330,26 @@ def _prune_checkpoints(run_dir, keep_iters):
 
 
 def train_step(net, opt, pipe, images, labels, generator=None):
-    """One optimisation step: augment the pair, pixel-mean cross-entropy, Adam. Returns the detached loss."""
-    images, labels = augment_pair(pipe, images, labels, generator)
-    loss = F.cross_entropy(net(images), labels)
+    """One optimisation step: augment the pair, pixel-mean cross-entropy over the labelled pixels (self_train.UNSURE
+    ones are skipped), Adam. Returns the detached loss."""
+    num_classes = 3 if bool((labels == self_train.UNSURE).any()) else 2
+    images, labels = augment_pair(pipe, images, labels, generator, num_classes)
+    loss = F.cross_entropy(net(images), labels, ignore_index=self_train.UNSURE)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss.detach()
 
 
-def train(net, opt, run_dir, train_data, val_data, start, o, device):
-    """Train from iteration `start` to o.iters, validating and checkpointing at validation_iters(o.iters)."""
+def schedule(iters, rounds):
+    """(total iterations, the iterations that validate and checkpoint): the synthetic phase's, then every round end."""
+    total = self_train.total_iters(iters, rounds)
+    return total, sorted(set(validation_iters(iters)) | set(self_train.round_starts(iters, rounds)[1:]) | {total})
+
+
+def train(net, opt, run_dir, train_data, val_data, start, o, device, real_images=None):
+    """Train from iteration `start` to the schedule's end, validating and checkpointing on the schedule. With
+    o.self_train_rounds (recorded only when used), the rounds after the synthetic phase mix in real_images (uint8) with pseudo-labels."""
     train_data = [t.to(device) for t in train_data]  # (images, masks), or with o.reshape (bg, fg, soft masks).
 
     def batch_at(idx, generator, reshape=o.reshape):
@@ -344,8 +359,11 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
     pipe = AugmentPipe(**PRESETS[o.aug])
     sampler = EpochSampler(len(train_data[0]), o.seed)
-    val_at = validation_iters(o.iters)
+    n_rounds = o.get('self_train_rounds', 0)
+    total, val_at = schedule(o.iters, n_rounds)
+    rounds = self_train.round_starts(o.iters, n_rounds)
     tick = tick_iters(o.iters)
+    labels = None
 
     if start == 0:
         idx = torch.arange(min(GRID_CELLS, len(train_data[0])), device=device)
@@ -355,16 +373,27 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
     net.train()
     tick_loss, tick_start, tick_count = torch.zeros((), device=device), time.time(), 0
-    bar = progress(range(start, o.iters), initial=start, total=o.iters, desc='train')
+    bar = progress(range(start, total), initial=start, total=total, desc='train')
     for it in bar:
         fault_point('unet')
+        if it in rounds:  # Every round starts at a checkpoint, so a resumed run relabels with the same net.
+            real_images = real_images.to(device)
+            labels = self_train.pseudo_labels(net, real_images)
+            tqdm.write(f'Self-training round {rounds.index(it) + 1}/{len(rounds)} from iteration {it}: pseudo-labels '
+                       f'cover {float((labels == 1).float().mean()):.3f} of the pixels as foreground, '
+                       f'{float((labels == self_train.UNSURE).float().mean()):.3f} unsure (ignored)')
         idx = sampler.indices(it, o.batch).to(device)
-        x, y = batch_at(idx, generator_for(o.seed, 3, it))
+        if labels is None:
+            x, y = batch_at(idx, generator_for(o.seed, 3, it))
+        else:  # Half synthetic, half real.
+            half = (o.batch + 1) // 2
+            x, y = self_train.mixed_batch(batch_at(idx[:half], generator_for(o.seed, 3, it)), real_images, labels,
+                                          o.batch - half, generator_for(o.seed, 5, it))
         tick_loss += train_step(net, opt, pipe, x, y, generator_for(o.seed, 1, it))
         tick_count += 1
         cur = it + 1
 
-        if cur % tick == 0 or cur == o.iters:
+        if cur % tick == 0 or cur == total:
             sec = (time.time() - tick_start) / tick_count
             stats = dict(iter=cur, loss=float(tick_loss) / tick_count, sec_per_iter=sec, timestamp=time.time())
             append_jsonl(os.path.join(run_dir, 'stats.jsonl'), [stats])
@@ -388,7 +417,7 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device):
 
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=BATCH,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3,
-                     width=64, reshape=0.0):
+                     width=64, reshape=0.0, self_train_data=None, self_train_rounds=0):
     """Train, select and test the segmenter; returns the five test scores (segmentation.py) plus best_iter.
 
     resume=True returns a finished run's results.json as is, and continues an unfinished run from its newest
@@ -396,6 +425,9 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     re-tests the best validated checkpoint without training (on the same real data). width is the
     U-Net's (64 is the original's). reshape > 0 trains on the generator's layers re-composited with bent
     foregrounds (seg_augment.reshape_foreground, not in the original); validation keeps the samples as drawn.
+    self_train_rounds > 0 follows the `iters` synthetic iterations with that many self-training rounds on the
+    unlabelled images `self_train_data` (metrics/self_train.py, not in the original); the last checkpoint is tested,
+    since the synthetic val split cannot judge how well the net has adapted to real images.
     """
     if aug not in PRESETS:
         raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
@@ -403,6 +435,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         raise UserError('iters, batch and the image sizes must be positive')
     if not 0 <= reshape <= 1:
         raise UserError(f'--reshape must be in [0, 1] (the displacement SD in half image widths), got {reshape}')
+    if self_train_rounds < 0 or (self_train_rounds and not self_train_data):
+        raise UserError('self-training needs its unlabelled images (--self-train DATA) and a round count of at least 1')
     check_real_data(real_data, data_root)
     results_path = os.path.join(run_dir, 'results.json')
     has_state = bool(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth'))) or \
@@ -413,7 +447,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         raise UserError(f'{run_dir} has no validated checkpoints to test; train first (drop --test-only)')
     # A re-test tests the checkpoints, without retraining: the synthetic pairs need not be there any more.
     settings = run_settings(None if test_only else syn_dir, real_data, input_size, score_size, aug, iters, batch,
-                            seed, data_root, width, reshape)
+                            seed, data_root, width, reshape, self_train_data, self_train_rounds)
     if has_state:
         differ = settings_differ(recorded_settings(run_dir), settings)
         if differ:
@@ -422,6 +456,9 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     if resume and not test_only and os.path.isfile(results_path):
         return read_json(results_path)
     pairs = None if test_only else list_pairs(syn_dir)
+    real_images = None
+    if self_train_rounds and not test_only:  # Decoded (and checked) before anything is written; cached as GAN data.
+        real_images = self_train.load_images(self_train_data, input_size, data_root)
     test_set = datasets.load_test_set(real_data, input_size, mask_size=score_size, data_root=data_root)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     torch.backends.cudnn.benchmark = True  # As the original: fastest kernels, not bit-reproducible on GPU.
@@ -432,7 +469,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         net = UNet(width=width).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
         start = 0 if test_only else _resume_point(run_dir, net, opt)
-        if not test_only and start < iters:
+        if not test_only and start < self_train.total_iters(iters, self_train_rounds):
             train_pairs, val_pairs = split_pairs(pairs)
             options = dnnlib.EasyDict(
                 settings, data_root=data_root, device=str(device), keep_all=keep_all,
@@ -444,13 +481,14 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
                           load_pairs(train_pairs, input_size, input_size, 'load train'))
             val_data = load_pairs(val_pairs, input_size, score_size, 'load val')
             print(f'Train/val pairs: {len(train_pairs)}/{len(val_pairs)} (sorted order); '
-                  f'test images: {len(test_set)}; device: {device}')
-            train(net, opt, run_dir, train_data, val_data, start, options, device)
+                  f'test images: {len(test_set)}; device: {device}'
+                  + (f'; unlabelled images for self-training: {len(real_images)}' if self_train_rounds else ''))
+            train(net, opt, run_dir, train_data, val_data, start, options, device, real_images)
 
         val_records = read_jsonl(os.path.join(run_dir, 'metric-val.jsonl'))
         if not val_records:
             raise UserError(f'{run_dir} has no validation records; train first (drop --test-only)')
-        best = best_val(val_records)
+        best = val_records[-1] if self_train_rounds else best_val(val_records)
         ckpt = files.load(os.path.join(run_dir, best['snapshot_pth']), 'segmentation checkpoint')
         net.load_state_dict(ckpt['model'])
         loader = torch.utils.data.DataLoader(test_set, batch_size=EVAL_BATCH, num_workers=workers)
@@ -461,6 +499,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
         append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
         save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
         results = dict(results, best_iter=best['iter'], unet_width=width, reshape=float(reshape))
+        if self_train_rounds:
+            results.update(self_train=settings['self_train'], self_train_rounds=int(self_train_rounds))
         write_json(results_path, results)
     return results
 
@@ -469,14 +509,16 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
 # The command line: eval_segmentation.py (E64) and eval_segmentation_eval128.py (E128) differ only in defaults.
 
 
-def run_desc(real_data, aug, input_size, score_size, reshape=0.0):
-    """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128; '-reshape<r>' added."""
+def run_desc(real_data, aug, input_size, score_size, reshape=0.0, self_train_rounds=0):
+    """Run-dir suffix: '<data>-<aug>_aug-<S>' for E64, '<data>-<aug>_aug-eval128' for E128; '-reshape<r>' and
+    '-self<rounds>' added."""
     name = os.path.basename(os.path.normpath(real_data)).replace(':', '-')  # 'cub', 'collage-val', a folder's name
     if input_size == score_size:
         size = f'{score_size}'
     else:
         size = f'eval{score_size}' if input_size == 64 else f'in{input_size}-eval{score_size}'
-    return f'{name}-{aug}_aug-{size}' + (f'-reshape{reshape:g}' if reshape else '')
+    return (f'{name}-{aug}_aug-{size}' + (f'-reshape{reshape:g}' if reshape else '')
+            + (f'-self{self_train_rounds}' if self_train_rounds else ''))
 
 
 def make_cli(default_scale, default_input_size, help_text):
@@ -492,6 +534,11 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--reshape', type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar='SD',
                   help="Train on the samples' layers re-composited with the foreground bent by a smooth random field "
                        "of this SD (0.15 suits 32 px); 0: the original's pairs")
+    @click.option('--self-train', 'self_train_data', metavar='DATA',
+                  help='Then self-train on these unlabelled images (the GAN\'s training data: synthetic|collage|cub|'
+                       'dog|car, an image folder or a zip) with the net\'s own confident labels; the last net is tested')
+    @click.option('--self-train-rounds', type=click.IntRange(min=1), default=1, show_default=True,
+                  help='Self-training rounds of --iters/2 iterations each, relabelled at the start of each')
     @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,
                   help='Resolution at which masks are scored')
     @click.option('--input-size', type=click.IntRange(min=1), default=default_input_size,
@@ -509,9 +556,10 @@ def make_cli(default_scale, default_input_size, help_text):
     @click.option('--workers', type=click.IntRange(min=0), default=3, show_default=True, help='Test-set loader workers')
     @click.option('-n', '--dry-run', is_flag=True, help='Print the options and exit')
     @dnnlib.util.cli_errors
-    def main(syn_data, real_data, data_root, aug, reshape, scale, input_size, seed, iters, batch, unet_width, outdir,
-             resume_from, test_only, keep_all, device, workers, dry_run):
+    def main(syn_data, real_data, data_root, aug, reshape, self_train_data, self_train_rounds, scale, input_size, seed,
+             iters, batch, unet_width, outdir, resume_from, test_only, keep_all, device, workers, dry_run):
         input_size = input_size or scale
+        rounds = self_train_rounds if self_train_data else 0
         if test_only and not resume_from:
             raise UserError('--test-only re-tests an existing run; pass its directory with --resume-from')
         if resume_from:
@@ -519,14 +567,17 @@ def make_cli(default_scale, default_input_size, help_text):
                 raise UserError(f'{resume_from} holds no network-snapshot-*.pth to resume from; check --resume-from')
             run_dir = resume_from
         else:
-            run_dir = dnnlib.util.next_run_dir(outdir or syn_data, run_desc(real_data, aug, input_size, scale, reshape))
+            run_dir = dnnlib.util.next_run_dir(outdir or syn_data,
+                                               run_desc(real_data, aug, input_size, scale, reshape, rounds))
         print(f'Run dir: {run_dir}  (input {input_size}, scored at {scale}, aug {aug}'
-              f'{f", reshape {reshape:g}" if reshape else ""}, {iters} iters, batch {batch})')
+              f'{f", reshape {reshape:g}" if reshape else ""}, {iters} iters, batch {batch}'
+              f'{f", then {rounds} self-training round(s) on {self_train_data}" if rounds else ""})')
         if dry_run:
             return
         results = run_segmentation(syn_data, real_data, run_dir, input_size=input_size, score_size=scale, aug=aug,
                                    iters=iters, batch=batch, seed=seed, data_root=data_root, device=device,
                                    keep_all=keep_all, resume=True, test_only=test_only, workers=workers,
-                                   width=unet_width, reshape=reshape)
+                                   width=unet_width, reshape=reshape, self_train_data=self_train_data,
+                                   self_train_rounds=rounds)
         print(json.dumps(results))
     return main

@@ -12,7 +12,8 @@ branches are this one call; each stage logs into its own file, so log files neve
 metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
 `scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64). The U-Net
 trains on re-shaped foregrounds (seg_eval, `reshape`) when the run's preset says so: `tiny` does, the original
-presets do not.
+presets do not; so does self-training on the run's own training images after it (seg_eval, `self_train_rounds`),
+which no preset turns on.
 """
 import contextlib
 import json
@@ -58,10 +59,25 @@ def recorded(run_dir, settings):
     return {k: options.get(k) for k in settings}
 
 
-def preset_reshape(run_dir):
-    """The U-Net's foreground re-shaping that the run's preset asks for (0 for runs without our training options)."""
+def preset_seg(run_dir, key):
+    """A U-Net setting (seg_reshape, seg_self_train) that the run's preset asks for; 0 for runs without our training
+    options."""
     cfg = ((read_json(os.path.join(run_dir, 'training_options.json')) or {}).get('cli_options') or {}).get('cfg')
-    return presets.PRESETS[cfg]['seg_reshape'] if cfg in presets.PRESETS else 0.0
+    return presets.PRESETS[cfg][key] if cfg in presets.PRESETS else 0
+
+
+def preset_reshape(run_dir):
+    """The U-Net's foreground re-shaping that the run's preset asks for."""
+    return float(preset_seg(run_dir, 'seg_reshape'))
+
+
+def training_data(run_dir):
+    """What the run was trained on (a data set name or path): the unlabelled images of the self-training rounds."""
+    kwargs = (read_json(os.path.join(run_dir, 'training_options.json')) or {}).get('training_set_kwargs') or {}
+    if not kwargs.get('data'):
+        raise UserError(f'{run_dir}/training_options.json does not say what the run was trained on, which '
+                        f'self-training needs; run the auto-test with self-training off')
+    return kwargs['data']
 
 
 @contextlib.contextmanager
@@ -101,16 +117,20 @@ def mask_check(syn_dir, real_data, data_root, scale):
 
 
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
-                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64, reshape=None):
+                  metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64, reshape=None,
+                  self_train_rounds=None):
     """Run (or finish) the auto-test of a training run; returns the summary dict also written to summary.json.
     unet_width below the original's 64 trains a narrower U-Net (a quick CPU run); its results get their own folder.
-    reshape: the strength of the U-Net's re-shaped foregrounds; None takes the run's preset's."""
+    reshape: the strength of the U-Net's re-shaped foregrounds; self_train_rounds: the U-Net's self-training rounds
+    on the run's training images; None takes the run's preset's, for either."""
     if not os.path.isdir(run_dir):
         raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
     if min(n, seg_iters, mine_iters, scale) < 1:
         raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
                         f'{scale}')
     reshape = preset_reshape(run_dir) if reshape is None else reshape
+    rounds = int(preset_seg(run_dir, 'seg_self_train')) if self_train_rounds is None else self_train_rounds
+    unlabelled = training_data(run_dir) if rounds else None
     auto_dir = os.path.join(run_dir, 'auto_test')
     os.makedirs(auto_dir, exist_ok=True)
     log_path = os.path.join(auto_dir, 'log.txt')
@@ -130,18 +150,22 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             samples.generate_samples(snapshot, syn, n, seed=seed, device=device, polarity=polarity)
             masks = mask_check(syn, real_data, data_root, scale)
 
-        title = f'U-Net on {real_data} at {scale} px' + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
+        title = (f'U-Net on {real_data} at {scale} px' + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
+                 + (f', {rounds} self-training round(s) on {unlabelled}' if rounds else ''))
         with stage('segmentation', title, log_path, timing, tee=False) as st:
             seg_settings = seg_eval.run_settings(syn, real_data, scale, scale, 'color', seg_iters, seed=seed,
-                                                 data_root=data_root, width=unet_width, reshape=reshape)
-            seg_dir = matching_run(syn, f'DRCreal-{seg_eval.run_desc(real_data, "color", scale, scale, reshape)}',
+                                                 data_root=data_root, width=unet_width, reshape=reshape,
+                                                 self_train_data=unlabelled, self_train_rounds=rounds)
+            desc = seg_eval.run_desc(real_data, "color", scale, scale, reshape, rounds)
+            seg_dir = matching_run(syn, f'DRCreal-{desc}',
                                    lambda d: not settings_differ(recorded_settings(d), seg_settings))
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
             print(f'{"Reusing" if st["reused"] else "Running"} {seg_dir}')
             seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
                                             iters=seg_iters, seed=seed, data_root=data_root, device=device,
                                             workers=0,  # The test set is in memory: no loader workers.
-                                            width=unet_width, reshape=reshape)
+                                            width=unet_width, reshape=reshape, self_train_data=unlabelled,
+                                            self_train_rounds=rounds)
 
         with stage('mine', f'MINE, {mine_iters} iterations', log_path, timing, tee=False) as st:
             mi_settings = mine.run_settings(syn, mine_iters, scale, seed=seed)

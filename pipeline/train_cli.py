@@ -27,7 +27,8 @@ AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', '
 # What --resume=<run dir> may change: the length, the snapshot interval, the metrics of the snapshots still to
 # come, and the evaluation after training. Everything else is the stored run's; giving it differently is an error.
 RESUME_MAY_CHANGE = ('kimg', 'snap', 'metrics', 'auto_test', 'auto_test_n', 'auto_test_iters', 'auto_test_mine_iters',
-                     'auto_test_polarity', 'auto_test_unet_width', 'auto_test_reshape', 'dry_run')
+                     'auto_test_polarity', 'auto_test_unet_width', 'auto_test_reshape', 'auto_test_self_train',
+                     'dry_run')
 # Entries of training_options.json that are not training loop arguments: those that reach the loop in another form
 # (the dataset, the metrics hook) and records (the command line's options, loop arguments a driver changed later).
 _NOT_LOOP_OPTIONS = ('training_set_kwargs', 'run_dir', 'metrics', 'inception', 'cli_options', 'overrides')
@@ -407,6 +408,9 @@ def click_options(cfg_names, default_cfg, default_auto_test):
             click.option('--auto-test-reshape', type=click.FloatRange(0, 1), metavar='SD',
                          help="U-Net on re-shaped foregrounds (eval_segmentation.py --reshape) [default: preset's: "
                               "tiny 0.15, the original presets 0]"),
+            click.option('--auto-test-self-train', type=click.IntRange(min=0), metavar='ROUNDS',
+                         help="Then self-train the U-Net on the training images (eval_segmentation.py --self-train) "
+                              "[default: preset's: 0]"),
             click.option('--auto-test-polarity', type=click.Choice(['auto', 'keep', 'flip']), default='auto', show_default=True,
                          help='Synthetic pairs: auto flips inverted masks (mask -> 1 - mask, fg <-> bg); keep; flip'),
         ]
@@ -466,6 +470,7 @@ def evaluate(args):
                                 metric=(args['metrics'] or [None])[0], scale=args['training_set_kwargs']['resolution'],
                                 seed=args['random_seed'], polarity=options['auto_test_polarity'],
                                 unet_width=options.get('auto_test_unet_width', 64),
-                                reshape=options.get('auto_test_reshape'))  # And report.html.
+                                reshape=options.get('auto_test_reshape'),
+                                self_train_rounds=options.get('auto_test_self_train'))  # And report.html.
     else:
         print(f'Report: {write_report(args["run_dir"])}')

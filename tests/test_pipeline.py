@@ -303,3 +303,23 @@ def test_the_auto_test_reshapes_as_the_runs_preset_says(tmp_path):
     assert auto_test.preset_reshape(run_of('tiny')) == 0.15
     assert auto_test.preset_reshape(run_of('ILS_predL')) == 0.0
     assert auto_test.preset_reshape(run_of(None)) == 0.0  # A converted original pickle has no options file.
+    assert auto_test.preset_seg(run_of('ILS'), 'seg_self_train') == 0
+
+
+@pytest.mark.slow
+def test_the_auto_test_self_trains_on_the_runs_training_images(tmp_path, monkeypatch):
+    monkeypatch.setenv('ILSGAN_CACHE_DIR', str(tmp_path / 'cache'))
+    run = make_run(tmp_path / 'run', kimgs=(200,), with_metric=False)
+    real = make_real_folder(tmp_path / 'real')
+    kwargs = dict(n=40, seg_iters=4, mine_iters=4, scale=16, device='cpu', metric=None)
+    with pytest.raises(UserError, match='does not say what the run was trained on'):
+        auto_test.run_auto_test(run, real, self_train_rounds=1, **kwargs)
+    with open(os.path.join(run, 'training_options.json'), 'w') as f:
+        json.dump(dict(training_set_kwargs=dict(data=os.path.join(real, 'images'), data_root=None)), f)
+    summary = auto_test.run_auto_test(run, real, self_train_rounds=1, **kwargs)
+    seg = summary['segmentation']
+    assert seg['dir'].endswith('00000-DRCreal-real-color_aug-16-self1')
+    assert seg['results']['self_train_rounds'] == 1 and seg['results']['best_iter'] == 6
+    assert seg['settings']['self_train'] == os.path.join(real, 'images')
+    text = open(os.path.join(run, 'report.html'), encoding='utf-8').read()
+    assert '<th>self-train</th>' in text

@@ -16,7 +16,7 @@ from dnnlib.util import UserError
 import eval_segmentation
 import eval_segmentation_eval128
 import segment_photos
-from metrics import seg_eval
+from metrics import seg_eval, self_train
 from metrics.seg_augment import PRESETS, AugmentPipe, augment_pair, reshape_foreground
 from metrics.segmentation import SegmentationMeter, confusion_matrix, confusion_scores, per_image_iou_dice
 from metrics.unet import UNet
@@ -166,6 +166,33 @@ def test_schedule_and_sampler():
     assert sorted(stream[:10].tolist()) == list(range(10)) and sorted(stream[10:].tolist()) == list(range(10))
     assert torch.equal(seg_eval.EpochSampler(10, seed=0).indices(3, 4), stream[12:16])
 
+    assert seg_eval.schedule(600, 0) == (600, seg_eval.validation_iters(600))
+    assert seg_eval.schedule(600, 2) == (1200, seg_eval.validation_iters(600) + [900, 1200])  # Each round ends one.
+    assert self_train.round_starts(600, 2) == [600, 900] and self_train.round_starts(1, 1) == [1]
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'segmenter' whose foreground probability is the image's red channel mapped from [-1, 1] to [0, 1]."""
+
+    def forward(self, x):
+        p = ((x[:, 0] + 1) / 2).clamp(1e-6, 1 - 1e-6)
+        return torch.stack([torch.log(1 - p), torch.log(p)], dim=1)
+
+
+def test_pseudo_labels_keep_only_confident_pixels_and_the_loss_skips_the_rest():
+    red = torch.tensor([0, 12, 128, 200, 240, 255], dtype=torch.uint8)  # probabilities 0, .05, .5, .78, .94, 1
+    images = red.reshape(1, 1, 1, 6).expand(2, 3, 1, 6).contiguous()
+    labels = self_train.pseudo_labels(FixedLogits(), images, batch=1)
+    u = self_train.UNSURE
+    assert labels.tolist() == [[[0, 0, u, u, 1, 1]]] * 2
+
+    # A training step's loss is the cross-entropy of the confident pixels alone.
+    net = torch.nn.Conv2d(3, 2, 1)
+    x = torch.rand(2, 3, 1, 6) * 2 - 1
+    loss = seg_eval.train_step(net, torch.optim.SGD(net.parameters(), lr=0), AugmentPipe(), x, labels)
+    sure = [0, 1, 4, 5]
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(net(x)[..., sure], labels[..., sure]))
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # End to end on tiny data.
@@ -294,6 +321,40 @@ def test_reshape_cli_trains_on_the_layers_and_records_it(data, tmp_path):
                                                          *map(str, RUN)])
     assert result.exit_code == 2 and result.stderr.count('\n') == 1, result.stderr
     assert 'fg' in result.stderr and '--reshape' in result.stderr
+
+
+@pytest.mark.slow
+def test_self_training_cli_relabels_real_images_resumes_exactly_and_tests_the_last_net(data, tmp_path, monkeypatch):
+    monkeypatch.setenv('ILSGAN_CACHE_DIR', str(tmp_path / 'cache'))
+    unlabelled = os.path.join(data['real'], 'images')  # Only the images: no mask is read.
+    result = invoke(eval_segmentation.main, '--syn-data', data['syn'], '--real-data', data['real'], '--outdir',
+                    tmp_path / 'runs', '--self-train', unlabelled, '--keep-all', *RUN)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / 'runs' / '00000-realpairs-color_aug-16-self1'
+    val = seg_eval.read_jsonl(run / 'metric-val.jsonl')
+    assert [r['iter'] for r in val] == [2, 4, 6]  # 4 synthetic iterations, then one round of 2.
+    results = json.loads((run / 'results.json').read_text())
+    assert results['best_iter'] == 6 and results['self_train_rounds'] == 1
+    assert results['self_train'] == os.path.abspath(unlabelled)
+    assert 'Self-training round 1/1 from iteration 4' in (run / 'log.txt').read_text()
+
+    killed = tmp_path / 'killed'  # As if killed during the round: its labels must be made again from the same net.
+    shutil.copytree(run, killed)
+    for name in ('results.json', 'network-snapshot-000006.pth'):
+        os.remove(killed / name)
+    result = invoke(eval_segmentation.main, '--syn-data', data['syn'], '--real-data', data['real'], '--resume-from',
+                    killed, '--self-train', unlabelled, *RUN)
+    assert result.exit_code == 0, result.output
+    a = torch.load(run / 'network-snapshot-000006.pth', weights_only=True)['model']
+    b = torch.load(killed / 'network-snapshot-000006.pth', weights_only=True)['model']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((killed / 'results.json').read_text()) == results
+
+    result = CliRunner().invoke(eval_segmentation.main, ['--syn-data', str(data['syn']), '--real-data', data['real'],
+                                                         '--outdir', str(tmp_path / 'runs2'), '--self-train',
+                                                         str(tmp_path / 'nowhere'), *map(str, RUN)])
+    assert result.exit_code == 2 and result.stderr.count('\n') == 1, result.stderr
+    assert 'nowhere' in result.stderr and not (tmp_path / 'runs2').exists()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import dnnlib
 _ORIGINAL = dict(kimg=8000, mb=32, mbstd=4, channel_base=16384, channel_max=256, lrate=0.0025, map=8,
                  num_fp16_res=4, conv_clamp=256, kimg_per_tick=4, ils_warmup_kimg=400, resolution=None,
                  msize_weight=2.0, max_msize=None, mask_bias=None, border_weight=0.0,
-                 diversity_weight=0.0, g_lrate=None, seg_reshape=0.0)
+                 diversity_weight=0.0, g_lrate=None, seg_reshape=0.0, seg_self_train=0)
 
 _PRED = dict(ils_sigma_init=0.2, ils_sigma=1.0)
 _LEARN = dict(ils_sigma_init=1e-3, ils_sigma=1e-3)
@@ -36,7 +36,7 @@ PRESETS = {
     'tiny': dict(kimg=300, mb=16, mbstd=4, channel_base=2048, channel_max=64, lrate=0.0025, map=8, num_fp16_res=0,
                  conv_clamp=256, kimg_per_tick=1, ils_warmup_kimg=20, resolution=32, **_PRED, estimator='club',
                  distribution='predetermined_laplace', msize_weight=10.0, max_msize=0.6, mask_bias=-2.0,
-                 border_weight=2.0, diversity_weight=0.0, g_lrate=0.00125, seg_reshape=0.15),
+                 border_weight=2.0, diversity_weight=0.0, g_lrate=0.00125, seg_reshape=0.15, seg_self_train=0),
 }
 
 # Which presets each script offers, and its default (the original asserted when --cfg was omitted).
