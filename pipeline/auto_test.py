@@ -12,8 +12,8 @@ branches are this one call; each stage logs into its own file, so log files neve
 metric-<metric>.jsonl falls back to its last snapshot, with a warning, instead of crashing. Everything runs at
 `scale` px, MINE included (the original's auto-test is 64-only, and its MINE always resizes to 64). The U-Net
 trains on re-shaped foregrounds (seg_eval, `reshape`) when the run's preset says so: `tiny` does, the original
-presets do not; so does self-training on the run's own training images after it (seg_eval, `self_train_rounds`),
-which no preset turns on.
+presets do not; and then self-trains on the run's own training images (seg_eval, `self_train_rounds`) when the
+preset says so: `tiny` does one round, the original presets none.
 """
 import contextlib
 import json

@@ -410,7 +410,7 @@ def click_options(cfg_names, default_cfg, default_auto_test):
                               "tiny 0.15, the original presets 0]"),
             click.option('--auto-test-self-train', type=click.IntRange(min=0), metavar='ROUNDS',
                          help="Then self-train the U-Net on the training images (eval_segmentation.py --self-train) "
-                              "[default: preset's: 0]"),
+                              "[default: preset's: tiny 1, the original presets 0]"),
             click.option('--auto-test-polarity', type=click.Choice(['auto', 'keep', 'flip']), default='auto', show_default=True,
                          help='Synthetic pairs: auto flips inverted masks (mask -> 1 - mask, fg <-> bg); keep; flip'),
         ]
