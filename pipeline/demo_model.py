@@ -83,24 +83,29 @@ def export(run_dir, kimg, dest=SHIPPED_DIR):
 
 def score_snapshots(run_dir, data, min_kimg=1, n=1000, iters=300, width=16, seed=0):
     """{kimg: U-Net test scores on `data`} for every snapshot from min_kimg on, each stage resumable; also written
-    to RUN_DIR/demo-choice.json. The U-Net trains as the demo's auto-test does (the preset's re-shaping)."""
+    to RUN_DIR/demo-choice.json. The U-Net trains as the demo's auto-test does (the preset's re-shaping and
+    self-training, on the run's training images)."""
     snapshots = {k: p for k, p in samples.list_snapshots(run_dir).items() if k >= min_kimg}
     if not snapshots:
         raise UserError(f'{run_dir} has no network snapshots from {min_kimg} kimg on; train longer or lower --min-kimg')
     seg_eval.check_real_data(data)
     resolution = checkpoint.load_snapshot(next(iter(snapshots.values())))['training_set_kwargs']['resolution']
     reshape = auto_test.preset_reshape(run_dir)
+    rounds = int(auto_test.preset_seg(run_dir, 'seg_self_train'))
+    unlabelled = auto_test.training_data(run_dir) if rounds else None
     scores = {}
     for kimg, path in sorted(snapshots.items()):
         syn = os.path.join(run_dir, 'demo-choice', samples.samples_dir_name(path, kimg))
         samples.generate_samples(path, syn, n, seed=seed)
-        seg_dir = os.path.join(syn, f'{seg_eval.run_desc(data, "color", resolution, resolution, reshape)}'
-                                    f'-unet{width}-{iters}')
+        desc = seg_eval.run_desc(data, "color", resolution, resolution, reshape, rounds)
+        seg_dir = os.path.join(syn, f'{desc}-unet{width}-{iters}')
         scores[kimg] = seg_eval.run_segmentation(syn, data, seg_dir, input_size=resolution, score_size=resolution,
-                                                 iters=iters, seed=seed, workers=0, width=width, reshape=reshape)
+                                                 iters=iters, seed=seed, workers=0, width=width, reshape=reshape,
+                                                 self_train_data=unlabelled, self_train_rounds=rounds)
         print(f'kimg {kimg}: IoU {scores[kimg]["IoU"]:.3f} on {data}', flush=True)
     seg_eval.write_json(os.path.join(run_dir, 'demo-choice.json'),
-                        dict(data=data, n=n, iters=iters, unet_width=width, reshape=reshape, seed=seed, scores=scores))
+                        dict(data=data, n=n, iters=iters, unet_width=width, reshape=reshape, self_train_rounds=rounds,
+                             seed=seed, scores=scores))
     return scores
 
 
