@@ -415,6 +415,35 @@ def train(net, opt, run_dir, train_data, val_data, start, o, device, real_images
     bar.close()
 
 
+def _check_options(aug, smallest_size, reshape, self_train_data, self_train_rounds):
+    if aug not in PRESETS:
+        raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
+    if smallest_size < 1:
+        raise UserError('iters, batch and the image sizes must be positive')
+    if not 0 <= reshape <= 1:
+        raise UserError(f'--reshape must be in [0, 1] (the displacement SD in half image widths), got {reshape}')
+    if self_train_rounds < 0 or (self_train_rounds and not self_train_data):
+        raise UserError('self-training needs its unlabelled images (--self-train DATA) and a round count of at least 1')
+
+
+def score_on_test_set(net, run_dir, test_set, score_size, device, workers, last=False):
+    """Test the best validated checkpoint (with `last`, the last one) on the real test set, logging the record and
+    the grid; returns (its iteration, the scores)."""
+    val_records = read_jsonl(os.path.join(run_dir, 'metric-val.jsonl'))
+    if not val_records:
+        raise UserError(f'{run_dir} has no validation records; train first (drop --test-only)')
+    chosen = val_records[-1] if last else best_val(val_records)
+    net.load_state_dict(files.load(os.path.join(run_dir, chosen['snapshot_pth']), 'segmentation checkpoint')['model'])
+    loader = torch.utils.data.DataLoader(test_set, batch_size=EVAL_BATCH, num_workers=workers)
+    t0 = time.time()
+    results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
+    record = metric_record('test', results, time.time() - t0, chosen['snapshot_pth'])
+    print(json.dumps(record))
+    append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
+    save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
+    return chosen['iter'], results
+
+
 def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, aug='color', iters=6000, batch=BATCH,
                      seed=0, data_root=None, device=None, keep_all=False, resume=True, test_only=False, workers=3,
                      width=64, reshape=0.0, self_train_data=None, self_train_rounds=0):
@@ -429,14 +458,7 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
     unlabelled images `self_train_data` (metrics/self_train.py, not in the original); the last checkpoint is tested,
     since the synthetic val split cannot judge how well the net has adapted to real images.
     """
-    if aug not in PRESETS:
-        raise UserError(f'unknown augmentation {aug!r}; use one of {", ".join(PRESETS)}')
-    if min(iters, batch, input_size, score_size) < 1:
-        raise UserError('iters, batch and the image sizes must be positive')
-    if not 0 <= reshape <= 1:
-        raise UserError(f'--reshape must be in [0, 1] (the displacement SD in half image widths), got {reshape}')
-    if self_train_rounds < 0 or (self_train_rounds and not self_train_data):
-        raise UserError('self-training needs its unlabelled images (--self-train DATA) and a round count of at least 1')
+    _check_options(aug, min(iters, batch, input_size, score_size), reshape, self_train_data, self_train_rounds)
     check_real_data(real_data, data_root)
     results_path = os.path.join(run_dir, 'results.json')
     has_state = bool(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pth'))) or \
@@ -485,20 +507,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
                   + (f'; unlabelled images for self-training: {len(real_images)}' if self_train_rounds else ''))
             train(net, opt, run_dir, train_data, val_data, start, options, device, real_images)
 
-        val_records = read_jsonl(os.path.join(run_dir, 'metric-val.jsonl'))
-        if not val_records:
-            raise UserError(f'{run_dir} has no validation records; train first (drop --test-only)')
-        best = val_records[-1] if self_train_rounds else best_val(val_records)
-        ckpt = files.load(os.path.join(run_dir, best['snapshot_pth']), 'segmentation checkpoint')
-        net.load_state_dict(ckpt['model'])
-        loader = torch.utils.data.DataLoader(test_set, batch_size=EVAL_BATCH, num_workers=workers)
-        t0 = time.time()
-        results, (tx, tp, ty) = evaluate(net, loader, score_size, device)
-        record = metric_record('test', results, time.time() - t0, best['snapshot_pth'])
-        print(json.dumps(record))
-        append_jsonl(os.path.join(run_dir, 'metric-test.jsonl'), [record])
-        save_grid(os.path.join(run_dir, 'seg-test.png'), [tx, tp, ty])
-        results = dict(results, best_iter=best['iter'], unet_width=width, reshape=float(reshape))
+        tested, results = score_on_test_set(net, run_dir, test_set, score_size, device, workers, last=bool(self_train_rounds))
+        results = dict(results, best_iter=tested, unet_width=width, reshape=float(reshape))
         if self_train_rounds:
             results.update(self_train=settings['self_train'], self_train_rounds=int(self_train_rounds))
         write_json(results_path, results)

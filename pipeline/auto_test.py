@@ -116,6 +116,14 @@ def mask_check(syn_dir, real_data, data_root, scale):
                 polarity=recorded.get('polarity'), true_masks=true, warnings=warnings)
 
 
+def _check_args(run_dir, n, seg_iters, mine_iters, scale):
+    if not os.path.isdir(run_dir):
+        raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
+    if min(n, seg_iters, mine_iters, scale) < 1:
+        raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
+                        f'{scale}')
+
+
 def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, mine_iters=100000,
                   metric='fid10k_full', scale=64, seed=0, device=None, polarity='auto', unet_width=64, reshape=None,
                   self_train_rounds=None):
@@ -123,11 +131,7 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
     unet_width below the original's 64 trains a narrower U-Net (a quick CPU run); its results get their own folder.
     reshape: the strength of the U-Net's re-shaped foregrounds; self_train_rounds: the U-Net's self-training rounds
     on the run's training images; None takes the run's preset's, for either."""
-    if not os.path.isdir(run_dir):
-        raise UserError(f'run directory {run_dir} does not exist; pass a training run directory')
-    if min(n, seg_iters, mine_iters, scale) < 1:
-        raise UserError(f'n, seg_iters, mine_iters and scale must be positive, got {n}, {seg_iters}, {mine_iters}, '
-                        f'{scale}')
+    _check_args(run_dir, n, seg_iters, mine_iters, scale)
     reshape = preset_reshape(run_dir) if reshape is None else reshape
     rounds = int(preset_seg(run_dir, 'seg_self_train')) if self_train_rounds is None else self_train_rounds
     unlabelled = training_data(run_dir) if rounds else None
@@ -152,20 +156,17 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
 
         title = (f'U-Net on {real_data} at {scale} px' + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
                  + (f', {rounds} self-training round(s) on {unlabelled}' if rounds else ''))
+        unet = dict(input_size=scale, score_size=scale, aug='color', iters=seg_iters, seed=seed, data_root=data_root,
+                    width=unet_width, reshape=reshape, self_train_data=unlabelled, self_train_rounds=rounds)
         with stage('segmentation', title, log_path, timing, tee=False) as st:
-            seg_settings = seg_eval.run_settings(syn, real_data, scale, scale, 'color', seg_iters, seed=seed,
-                                                 data_root=data_root, width=unet_width, reshape=reshape,
-                                                 self_train_data=unlabelled, self_train_rounds=rounds)
+            seg_settings = seg_eval.run_settings(syn, real_data, **unet)
             desc = seg_eval.run_desc(real_data, "color", scale, scale, reshape, rounds)
             seg_dir = matching_run(syn, f'DRCreal-{desc}',
                                    lambda d: not settings_differ(recorded_settings(d), seg_settings))
             st['reused'] = os.path.isfile(os.path.join(seg_dir, 'results.json'))
             print(f'{"Reusing" if st["reused"] else "Running"} {seg_dir}')
-            seg = seg_eval.run_segmentation(syn, real_data, seg_dir, input_size=scale, score_size=scale, aug='color',
-                                            iters=seg_iters, seed=seed, data_root=data_root, device=device,
-                                            workers=0,  # The test set is in memory: no loader workers.
-                                            width=unet_width, reshape=reshape, self_train_data=unlabelled,
-                                            self_train_rounds=rounds)
+            # The test set is in memory: no loader workers.
+            seg = seg_eval.run_segmentation(syn, real_data, seg_dir, device=device, workers=0, **unet)
 
         with stage('mine', f'MINE, {mine_iters} iterations', log_path, timing, tee=False) as st:
             mi_settings = mine.run_settings(syn, mine_iters, scale, seed=seed)
