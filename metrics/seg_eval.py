@@ -349,7 +349,8 @@ def schedule(iters, rounds):
 
 def train(net, opt, run_dir, train_data, val_data, start, o, device, real_images=None):
     """Train from iteration `start` to the schedule's end, validating and checkpointing on the schedule. With
-    o.self_train_rounds (recorded only when used), the rounds after the synthetic phase mix in real_images (uint8) with pseudo-labels."""
+    o.self_train_rounds (recorded only when used), the rounds after the synthetic phase mix in real_images (uint8)
+    with their pseudo-labels."""
     train_data = [t.to(device) for t in train_data]  # (images, masks), or with o.reshape (bg, fg, soft masks).
 
     def batch_at(idx, generator, reshape=o.reshape):
@@ -507,7 +508,8 @@ def run_segmentation(syn_dir, real_data, run_dir, input_size=64, score_size=64, 
                   + (f'; unlabelled images for self-training: {len(real_images)}' if self_train_rounds else ''))
             train(net, opt, run_dir, train_data, val_data, start, options, device, real_images)
 
-        tested, results = score_on_test_set(net, run_dir, test_set, score_size, device, workers, last=bool(self_train_rounds))
+        tested, results = score_on_test_set(net, run_dir, test_set, score_size, device, workers,
+                                            last=bool(self_train_rounds))
         results = dict(results, best_iter=tested, unet_width=width, reshape=float(reshape))
         if self_train_rounds:
             results.update(self_train=settings['self_train'], self_train_rounds=int(self_train_rounds))
@@ -545,8 +547,9 @@ def make_cli(default_scale, default_input_size, help_text):
                   help="Train on the samples' layers re-composited with the foreground bent by a smooth random field "
                        "of this SD (0.15 suits 32 px); 0: the original's pairs")
     @click.option('--self-train', 'self_train_data', metavar='DATA',
-                  help='Then self-train on these unlabelled images (the GAN\'s training data: synthetic|collage|cub|'
-                       'dog|car, an image folder or a zip) with the net\'s own confident labels; the last net is tested')
+                  help='Then self-train on these unlabelled images (the GAN\'s training data: synthetic|collage|'
+                       'cub|dog|car, an image folder or a zip) with the net\'s own confident labels; the last net is '
+                       'tested')
     @click.option('--self-train-rounds', type=click.IntRange(min=1), default=1, show_default=True,
                   help='Self-training rounds of --iters/2 iterations each, relabelled at the start of each')
     @click.option('--scale', type=click.IntRange(min=1), default=default_scale, show_default=True,

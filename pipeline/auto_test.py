@@ -154,7 +154,8 @@ def run_auto_test(run_dir, real_data, data_root=None, n=10000, seg_iters=6000, m
             samples.generate_samples(snapshot, syn, n, seed=seed, device=device, polarity=polarity)
             masks = mask_check(syn, real_data, data_root, scale)
 
-        title = (f'U-Net on {real_data} at {scale} px' + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
+        title = (f'U-Net on {real_data} at {scale} px'
+                 + (f', re-shaped foregrounds (SD {reshape:g})' if reshape else '')
                  + (f', {rounds} self-training round(s) on {unlabelled}' if rounds else ''))
         unet = dict(input_size=scale, score_size=scale, aug='color', iters=seg_iters, seed=seed, data_root=data_root,
                     width=unet_width, reshape=reshape, self_train_data=unlabelled, self_train_rounds=rounds)
